@@ -1,0 +1,195 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/miniray/miniray/pkg/events"
+)
+
+// Skip kinds: why a message on the stream was not applied.
+const (
+	SkipMalformed = "malformed" // not JSON, or not an event's JSON
+	SkipInvalid   = "invalid"   // an event with a missing or wrong field
+	SkipSubject   = "subject"   // the subject does not match the event inside
+	SkipTooLarge  = "too_large" // larger than MaxEventSize
+	SkipDuplicate = "duplicate" // an event id the task has already applied
+	skipKindCount = 5
+)
+
+// MaxEventSize bounds one event on the stream. NATS bounds messages by its max
+// payload (1 MiB by default); a bigger server limit should not let one task's event
+// blow up the read model.
+const MaxEventSize = 1 << 20
+
+// Projection is the in-memory read model: the state of every task. It is safe for
+// concurrent use: one writer applies events while readers query.
+type Projection struct {
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	tasks   map[string]*Task
+	order   []*Task // in order of first sight, for stable listing
+	applied uint64
+	skipped map[string]uint64
+	lastSeq uint64
+	version uint64 // grows with every change, for caches
+	dirty   map[string]struct{}
+	stats   *Stats // cached for version statsVersion
+	statsV  uint64
+
+	logged map[string]bool // skip kinds logged once already
+}
+
+// New returns an empty projection that logs skipped messages to log.
+func New(log *slog.Logger) *Projection {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Projection{
+		log:     log.With("component", "projection"),
+		tasks:   make(map[string]*Task),
+		skipped: make(map[string]uint64, skipKindCount),
+		dirty:   make(map[string]struct{}),
+		logged:  make(map[string]bool, skipKindCount),
+	}
+}
+
+// ApplyMsg decodes one message of the stream and applies it. seq is its stream
+// sequence and subject its subject. A message that is not a valid event, or that
+// repeats an event already applied, is counted under its skip kind and returned as
+// an error that wraps [ErrSkipped]; nothing else changes.
+func (p *Projection) ApplyMsg(seq uint64, subject string, data []byte) error {
+	if len(data) > MaxEventSize {
+		return p.skip(seq, SkipTooLarge, errors.New("event larger than the limit"))
+	}
+	e, err := events.Decode(data)
+	if err != nil {
+		kind := SkipInvalid
+		if errors.Is(err, events.ErrMalformed) {
+			kind = SkipMalformed
+		}
+		return p.skip(seq, kind, err)
+	}
+	if subject != "" && subject != e.Subject() {
+		return p.skip(seq, SkipSubject, errors.New("subject "+subject+" does not match event"))
+	}
+	if !p.Apply(seq, &e) {
+		return p.skip(seq, SkipDuplicate, errors.New("event "+e.EventID+" already applied"))
+	}
+	return nil
+}
+
+// ErrSkipped is wrapped by the errors of [Projection.ApplyMsg].
+var ErrSkipped = errors.New("message skipped")
+
+type skipError struct {
+	kind string
+	err  error
+}
+
+func (e *skipError) Error() string { return "skipped " + e.kind + " message: " + e.err.Error() }
+func (e *skipError) Unwrap() []error {
+	return []error{ErrSkipped, e.err}
+}
+
+func (p *Projection) skip(seq uint64, kind string, err error) error {
+	p.mu.Lock()
+	p.skipped[kind]++
+	p.version++
+	p.lastSeq = max(p.lastSeq, seq)
+	first := !p.logged[kind]
+	p.logged[kind] = true
+	p.mu.Unlock()
+
+	// Duplicates are expected (retries outside the dedup window); the rest means a
+	// producer is broken. Either way one line per kind is enough: the counts are in
+	// the stats.
+	if first {
+		lvl := slog.LevelWarn
+		if kind == SkipDuplicate {
+			lvl = slog.LevelInfo
+		}
+		p.log.Log(context.Background(), lvl, "message skipped, further ones are only counted",
+			"kind", kind, "seq", seq, "error", err)
+	}
+	return &skipError{kind: kind, err: err}
+}
+
+// Apply folds a decoded, valid event into its task. It reports false when the task
+// had already applied the event's id.
+func (p *Projection) Apply(seq uint64, e *events.Event) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	p.lastSeq = max(p.lastSeq, seq)
+	t, ok := p.tasks[e.TaskID]
+	if !ok {
+		t = newTask(e)
+		p.tasks[e.TaskID] = t
+		p.order = append(p.order, t)
+	}
+	if !t.apply(e, seq) {
+		return false
+	}
+	p.applied++
+	p.version++
+	p.dirty[e.TaskID] = struct{}{}
+	return true
+}
+
+// Get returns a copy of one task's full state, history included.
+func (p *Projection) Get(id string) (Task, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	t, ok := p.tasks[id]
+	if !ok {
+		return Task{}, false
+	}
+	return t.clone(), true
+}
+
+// LastSeq returns the highest stream sequence applied or skipped.
+func (p *Projection) LastSeq() uint64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.lastSeq
+}
+
+// Counts returns how many events were applied and how many messages were skipped,
+// by kind.
+func (p *Projection) Counts() (applied uint64, skipped map[string]uint64) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	skipped = make(map[string]uint64, len(p.skipped))
+	for k, v := range p.skipped {
+		skipped[k] = v
+	}
+	return p.applied, skipped
+}
+
+// takeDirty returns copies of the tasks changed since the last call.
+func (p *Projection) takeDirty() []Task {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.dirty) == 0 {
+		return nil
+	}
+	out := make([]Task, 0, len(p.dirty))
+	for id := range p.dirty {
+		out = append(out, p.tasks[id].clone())
+	}
+	clear(p.dirty)
+	return out
+}
+
+// markDirty puts tasks back for the next flush after a failed write.
+func (p *Projection) markDirty(ids []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range ids {
+		p.dirty[id] = struct{}{}
+	}
+}

@@ -1,0 +1,272 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/miniray/miniray/pkg/events"
+)
+
+// DefaultFlushInterval is how often changed task states are written to the bucket.
+// Writes are coalesced: a task that changed a thousand times in one interval is
+// written once.
+const DefaultFlushInterval = 250 * time.Millisecond
+
+// maxKVValue keeps a task's state under the server's max payload (1 MiB by default)
+// with room for headers.
+const maxKVValue = 1<<20 - 8<<10
+
+// Replayer reads the event stream from its first message into a [Projection], goes
+// on live after catching up, and mirrors changed task states into the bucket.
+type Replayer struct {
+	js            jetstream.JetStream
+	p             *Projection
+	log           *slog.Logger
+	FlushInterval time.Duration
+
+	target  atomic.Uint64 // the stream's last sequence when the replay began
+	ready   atomic.Bool
+	readyCh chan struct{}
+	once    sync.Once
+}
+
+// NewReplayer returns a replayer of the stream into p. It starts nothing.
+func NewReplayer(js jetstream.JetStream, p *Projection, log *slog.Logger) *Replayer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Replayer{
+		js:            js,
+		p:             p,
+		log:           log.With("component", "replay"),
+		FlushInterval: DefaultFlushInterval,
+		readyCh:       make(chan struct{}),
+	}
+}
+
+// Ready reports whether the replay has caught up with the stream as it was at start.
+func (r *Replayer) Ready() bool { return r.ready.Load() }
+
+// Target returns the stream sequence the replay must reach to be ready.
+func (r *Replayer) Target() uint64 { return r.target.Load() }
+
+// WaitReady blocks until the replay has caught up or ctx is done.
+func (r *Replayer) WaitReady(ctx context.Context) error {
+	select {
+	case <-r.readyCh:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Replayer) markReady() {
+	r.once.Do(func() {
+		r.ready.Store(true)
+		close(r.readyCh)
+		r.log.Info("projection caught up", "seq", r.p.LastSeq(), "target", r.target.Load())
+	})
+}
+
+// Run replays until ctx is done, then writes the last changes to the bucket. It
+// returns an error only when the stream or the bucket cannot be found at start.
+func (r *Replayer) Run(ctx context.Context) error {
+	stream, err := r.js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return fmt.Errorf("open stream %s: %w", events.StreamName, err)
+	}
+	if _, err := r.js.KeyValue(ctx, events.BucketName); err != nil {
+		return fmt.Errorf("open bucket %s: %w", events.BucketName, err)
+	}
+	last := stream.CachedInfo().State.LastSeq
+	r.target.Store(last)
+	r.log.Info("replay started", "stream_last_seq", last)
+	if last == 0 || r.p.LastSeq() >= last {
+		r.markReady()
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { r.flushLoop(ctx) })
+
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.consume(ctx, r.p.LastSeq()+1)
+		if ctx.Err() != nil {
+			break
+		}
+		r.log.Warn("stream consumer stopped, resuming", "seq", r.p.LastSeq()+1, "error", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	wg.Wait()
+	return nil
+}
+
+// consume reads the stream from sequence start with an ordered consumer, which keeps
+// no state on the server: the projection's last sequence is the checkpoint.
+func (r *Replayer) consume(ctx context.Context, start uint64) error {
+	cons, err := r.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   start,
+	})
+	if err != nil {
+		return fmt.Errorf("create ordered consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("consume stream: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("next message: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			r.log.Warn("message without metadata", "subject", msg.Subject(), "error", err)
+			continue
+		}
+		seq := meta.Sequence.Stream
+		_ = r.p.ApplyMsg(seq, msg.Subject(), msg.Data())
+		if !r.ready.Load() && (seq >= r.target.Load() || meta.NumPending == 0) {
+			r.markReady()
+		}
+	}
+}
+
+// flushLoop writes changed task states to the bucket every interval, and once more
+// when ctx ends.
+func (r *Replayer) flushLoop(ctx context.Context) {
+	t := time.NewTicker(r.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("write task states", "error", err)
+			}
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := r.Flush(fctx); err != nil {
+				r.log.Warn("write task states at shutdown", "error", err)
+			}
+			cancel()
+			return
+		}
+	}
+}
+
+// Flush writes every task changed since the last flush to the bucket. Tasks whose
+// write failed are written again by the next flush.
+func (r *Replayer) Flush(ctx context.Context) error {
+	tasks := r.p.takeDirty()
+	if len(tasks) == 0 {
+		return nil
+	}
+	type pending struct {
+		id string
+		f  jetstream.PubAckFuture
+	}
+	sent := make([]pending, 0, len(tasks))
+	var failed []string
+	var errs []error
+	for i := range tasks {
+		id := tasks[i].TaskID
+		value, err := encodeForKV(&tasks[i])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		f, err := r.js.PublishAsync("$KV."+events.BucketName+"."+id, value)
+		if err != nil {
+			failed = append(failed, id)
+			errs = append(errs, fmt.Errorf("write %s: %w", id, err))
+			continue
+		}
+		sent = append(sent, pending{id, f})
+	}
+	for _, s := range sent {
+		select {
+		case <-s.f.Ok():
+		case err := <-s.f.Err():
+			failed = append(failed, s.id)
+			errs = append(errs, fmt.Errorf("write %s: %w", s.id, err))
+		case <-ctx.Done():
+			failed = append(failed, s.id)
+			errs = append(errs, ctx.Err())
+		}
+	}
+	if len(failed) > 0 {
+		r.p.markDirty(failed)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d of %d task states not written: %w", len(failed), len(tasks),
+			errors.Join(errs[:min(len(errs), 3)]...))
+	}
+	return nil
+}
+
+// encodeForKV encodes a task's state for the bucket. A state too large for one value
+// keeps every lifecycle event and the latest progress events that fit; the number
+// left out is written in history_omitted. The stream keeps them all.
+func encodeForKV(t *Task) ([]byte, error) {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return nil, fmt.Errorf("encode task %s: %w", t.TaskID, err)
+	}
+	if len(b) <= maxKVValue {
+		return b, nil
+	}
+
+	full := t.History
+	progress := 0
+	for i := range full {
+		if full[i].EventType == events.TaskProgress {
+			progress++
+		}
+	}
+	for keep := progress / 2; ; keep /= 2 {
+		c := *t
+		c.History = trimProgress(full, progress-keep)
+		c.HistoryOmitted = progress - keep
+		b, err = json.Marshal(&c)
+		if err != nil {
+			return nil, fmt.Errorf("encode task %s: %w", t.TaskID, err)
+		}
+		if len(b) <= maxKVValue {
+			return b, nil
+		}
+		if keep == 0 {
+			return nil, fmt.Errorf("task %s: state of %d bytes does not fit the bucket even"+
+				" without progress history", t.TaskID, len(b))
+		}
+	}
+}
+
+// trimProgress returns the history without its first n progress entries.
+func trimProgress(h []HistoryEntry, n int) []HistoryEntry {
+	out := make([]HistoryEntry, 0, len(h)-n)
+	for _, e := range h {
+		if e.EventType == events.TaskProgress && n > 0 {
+			n--
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}

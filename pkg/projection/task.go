@@ -1,0 +1,313 @@
+package projection
+
+import (
+	"encoding/json"
+	"slices"
+
+	"github.com/miniray/miniray/pkg/events"
+)
+
+// Status is where a task stands.
+type Status string
+
+// The statuses. LOST means the collector saw no sign of life for too long; a task
+// that reports again is RUNNING again.
+const (
+	Pending   Status = "PENDING"
+	Running   Status = "RUNNING"
+	Completed Status = "COMPLETED"
+	Failed    Status = "FAILED"
+	Cancelled Status = "CANCELLED"
+	Lost      Status = "LOST"
+)
+
+// Statuses lists every status.
+var Statuses = []Status{Pending, Running, Completed, Failed, Cancelled, Lost}
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool {
+	return slices.Contains(Statuses, s)
+}
+
+// Finished reports whether s is an end: completed, failed or cancelled.
+func (s Status) Finished() bool {
+	return s == Completed || s == Failed || s == Cancelled
+}
+
+// Progress is how far a task got: step of total, total 0 when unknown.
+type Progress struct {
+	Step  int64 `json:"step"`
+	Total int64 `json:"total"`
+}
+
+// HistoryEntry is one event of a task as it appears in the task's history.
+type HistoryEntry struct {
+	EventID      string      `json:"event_id"`
+	EventType    events.Type `json:"event_type"`
+	Timestamp    float64     `json:"timestamp"`
+	TimestampStr string      `json:"timestamp_str"`
+	Data         events.Data `json:"data"`
+}
+
+// Task is the state of one task. Times are Unix seconds; a zero time is unknown and
+// left out of the JSON, with its _str twin.
+type Task struct {
+	TaskID      string          `json:"task_id"`
+	Name        string          `json:"name"`
+	Type        events.TaskType `json:"type"`
+	Status      Status          `json:"status"`
+	Description string          `json:"description,omitempty"`
+	ParentID    string          `json:"parent_id,omitempty"`
+	Params      json.RawMessage `json:"params,omitempty"`
+	Progress    Progress        `json:"progress"`
+	Metrics     events.Metrics  `json:"metrics,omitempty"`
+	Result      json.RawMessage `json:"result,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	Stack       string          `json:"stack,omitempty"`
+	Host        string          `json:"host,omitempty"`
+	PID         int             `json:"pid,omitempty"`
+
+	CreatedAt     float64 `json:"created_at,omitempty"`
+	CreatedAtStr  string  `json:"created_at_str,omitempty"`
+	StartedAt     float64 `json:"started_at,omitempty"`
+	StartedAtStr  string  `json:"started_at_str,omitempty"`
+	FinishedAt    float64 `json:"finished_at,omitempty"`
+	FinishedAtStr string  `json:"finished_at_str,omitempty"`
+	Duration      float64 `json:"duration,omitempty"`
+	LastSeenAt    float64 `json:"last_seen_at,omitempty"`
+	LastSeenAtStr string  `json:"last_seen_at_str,omitempty"`
+	EventCount    int     `json:"event_count"`
+	UpdatedAt     float64 `json:"updated_at"`
+	UpdatedAtStr  string  `json:"updated_at_str"`
+
+	History []HistoryEntry `json:"history,omitempty"`
+
+	// HistoryOmitted counts history entries left out of this copy of the state; it
+	// is only set on the copy written to the KV bucket when the whole would not fit.
+	HistoryOmitted int `json:"history_omitted,omitempty"`
+
+	fold foldState
+}
+
+// foldState holds what the fold needs beyond the visible state. Every field is a
+// minimum, a maximum or a choice by a total order, so that the result does not depend
+// on the order events arrive in.
+type foldState struct {
+	seen       map[string]struct{} // event ids, once the history is too long to scan
+	minTS      float64
+	lostAt     float64
+	progressTS float64
+	progressID string
+	metricTS   map[string]float64
+	terminal   *HistoryEntry
+	started    bool
+	lastSeq    uint64
+}
+
+// seenLimit is the history length past which duplicate checks use a set instead of a
+// scan; most tasks have a handful of events and should not pay for a map.
+const seenLimit = 32
+
+func newTask(e *events.Event) *Task {
+	return &Task{TaskID: e.TaskID, Type: e.TaskType, Name: e.Name, Status: Pending}
+}
+
+// has reports whether the task has already applied the event id.
+func (t *Task) has(id string) bool {
+	if t.fold.seen != nil {
+		_, ok := t.fold.seen[id]
+		return ok
+	}
+	for i := range t.History {
+		if t.History[i].EventID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Task) remember(id string) {
+	if t.fold.seen == nil && len(t.History) >= seenLimit {
+		t.fold.seen = make(map[string]struct{}, 2*len(t.History))
+		for i := range t.History {
+			t.fold.seen[t.History[i].EventID] = struct{}{}
+		}
+	}
+	if t.fold.seen != nil {
+		t.fold.seen[id] = struct{}{}
+	}
+}
+
+// apply folds one event into the task. It returns false, changing nothing, when the
+// task has seen the event id before.
+func (t *Task) apply(e *events.Event, seq uint64) bool {
+	if t.has(e.EventID) {
+		return false
+	}
+	t.remember(e.EventID)
+	h := HistoryEntry{
+		EventID:      e.EventID,
+		EventType:    e.EventType,
+		Timestamp:    e.Timestamp,
+		TimestampStr: e.TimestampStr,
+		Data:         e.Data,
+	}
+	t.insert(h)
+	t.EventCount++
+	t.fold.lastSeq = max(t.fold.lastSeq, seq)
+	if e.Name != "" && (t.Name == "" || e.EventType == events.TaskSubmitted) {
+		t.Name = e.Name
+	}
+	if e.Timestamp > t.UpdatedAt {
+		t.UpdatedAt, t.UpdatedAtStr = e.Timestamp, e.TimestampStr
+	}
+	if t.fold.minTS == 0 || e.Timestamp < t.fold.minTS {
+		t.fold.minTS = e.Timestamp
+	}
+	if e.EventType == events.TaskLost {
+		t.fold.lostAt = max(t.fold.lostAt, e.Timestamp)
+	} else if e.Timestamp > t.LastSeenAt {
+		t.LastSeenAt, t.LastSeenAtStr = e.Timestamp, e.TimestampStr
+	}
+
+	t.applyData(e, h)
+	t.derive()
+	return true
+}
+
+// applyData takes from one event what its type carries.
+func (t *Task) applyData(e *events.Event, h HistoryEntry) {
+	d := &e.Data
+	switch e.EventType {
+	case events.TaskSubmitted:
+		if t.CreatedAt == 0 || e.Timestamp < t.CreatedAt {
+			t.CreatedAt, t.CreatedAtStr = e.Timestamp, e.TimestampStr
+			t.Description, t.ParentID = d.Description, d.ParentID
+		}
+	case events.TaskStarted:
+		t.fold.started = true
+		if t.StartedAt == 0 || e.Timestamp < t.StartedAt {
+			t.StartedAt, t.StartedAtStr = e.Timestamp, e.TimestampStr
+			t.Params, t.Host, t.PID = d.Params, d.Host, d.PID
+		}
+	case events.TaskProgress:
+		t.fold.started = true
+		t.applyProgress(e)
+	case events.TaskCompleted, events.TaskFailed, events.TaskCancelled:
+		if later(&h, t.fold.terminal) {
+			t.fold.terminal = &h
+		}
+	}
+}
+
+func (t *Task) applyProgress(e *events.Event) {
+	d := &e.Data
+	if d.Step != nil && later2(e.Timestamp, e.EventID, t.fold.progressTS, t.fold.progressID) {
+		t.fold.progressTS, t.fold.progressID = e.Timestamp, e.EventID
+		t.Progress.Step = *d.Step
+		if d.Total != nil {
+			t.Progress.Total = *d.Total
+		}
+	}
+	if len(d.Metrics) == 0 {
+		return
+	}
+	// The map is replaced, never changed in place, so that copies handed to readers
+	// stay valid without a lock.
+	m := make(events.Metrics, len(t.Metrics)+len(d.Metrics))
+	for k, v := range t.Metrics {
+		m[k] = v
+	}
+	if t.fold.metricTS == nil {
+		t.fold.metricTS = make(map[string]float64, len(d.Metrics))
+	}
+	for k, v := range d.Metrics {
+		if ts, ok := t.fold.metricTS[k]; !ok || e.Timestamp >= ts {
+			m[k] = v
+			t.fold.metricTS[k] = e.Timestamp
+		}
+	}
+	t.Metrics = m
+}
+
+// derive recomputes the status and the fields that follow from it.
+func (t *Task) derive() {
+	if t.CreatedAt == 0 {
+		t.CreatedAt = t.fold.minTS
+		t.CreatedAtStr = events.FormatTime(events.FromUnixSeconds(t.fold.minTS))
+	}
+	t.FinishedAt, t.FinishedAtStr, t.Duration = 0, "", 0
+	t.Result, t.Error, t.Stack = nil, "", ""
+
+	switch {
+	case t.fold.terminal != nil:
+		end := t.fold.terminal
+		t.Status = terminalStatus(end.EventType)
+		t.FinishedAt, t.FinishedAtStr = end.Timestamp, end.TimestampStr
+		t.Result, t.Error, t.Stack = end.Data.Result, end.Data.Error, end.Data.Stack
+		begin := t.StartedAt
+		if begin == 0 {
+			begin = t.CreatedAt
+		}
+		t.Duration = max(0, t.FinishedAt-begin)
+	case t.fold.lostAt > t.LastSeenAt:
+		t.Status = Lost
+	case t.fold.started:
+		t.Status = Running
+	default:
+		t.Status = Pending
+	}
+}
+
+func terminalStatus(et events.Type) Status {
+	switch et {
+	case events.TaskCompleted:
+		return Completed
+	case events.TaskFailed:
+		return Failed
+	default:
+		return Cancelled
+	}
+}
+
+// later reports whether h comes after cur in the order (timestamp, event id).
+func later(h, cur *HistoryEntry) bool {
+	return cur == nil || later2(h.Timestamp, h.EventID, cur.Timestamp, cur.EventID)
+}
+
+func later2(ts float64, id string, curTS float64, curID string) bool {
+	return ts > curTS || ts == curTS && id > curID
+}
+
+// insert puts h into the history in (timestamp, event id) order. Events nearly always
+// arrive in order, so the common case is an append.
+func (t *Task) insert(h HistoryEntry) {
+	n := len(t.History)
+	if n == 0 || !later(&t.History[n-1], &h) {
+		t.History = append(t.History, h)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(t.History, h, func(a, b HistoryEntry) int {
+		if later(&b, &a) {
+			return -1
+		}
+		return 1
+	})
+	t.History = slices.Insert(t.History, i, h)
+}
+
+// summary returns a copy of the task without its history, safe to use after the
+// projection's lock is released.
+func (t *Task) summary() Task {
+	c := *t
+	c.History = nil
+	c.fold = foldState{}
+	return c
+}
+
+// clone returns a full copy, history included.
+func (t *Task) clone() Task {
+	c := t.summary()
+	c.History = slices.Clone(t.History)
+	return c
+}
