@@ -1,0 +1,259 @@
+package tracking
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/miniray/miniray/pkg/events"
+)
+
+// panicFlushTimeout bounds the wait for the failure event of a panicking job before
+// the panic goes on and, most likely, ends the process.
+const panicFlushTimeout = 2 * time.Second
+
+// Option configures a wrapped job.
+type Option func(*options)
+
+type options struct {
+	name        string
+	description string
+	taskID      string
+	parentID    string
+	params      any
+	client      *Client
+}
+
+// WithName sets the task's name; the default is the wrapped function's name.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithDescription sets the task's description.
+func WithDescription(d string) Option { return func(o *options) { o.description = d } }
+
+// WithTaskID gives the task a fixed id instead of a generated one. The id must be
+// subject-safe (see [events.ValidateTaskID]); calling the job with one that is not
+// returns an error without running the job. Calling the job again with the same id
+// records another attempt of the same task.
+func WithTaskID(id string) Option { return func(o *options) { o.taskID = id } }
+
+// WithParent makes the task a child of another one, such as a trial of a tuning job.
+// Without it, a job called with a context that carries a task becomes its child.
+func WithParent(id string) Option { return func(o *options) { o.parentID = id } }
+
+// WithParams records the job's parameters in its task_started event. They must
+// encode to a JSON object or value; if they do not, their error text is recorded.
+func WithParams(p any) Option { return func(o *options) { o.params = p } }
+
+// WithClient publishes through c instead of [Default].
+func WithClient(c *Client) Option { return func(o *options) { o.client = c } }
+
+// ErrInvalidTaskID is returned by a wrapped job called with an id that [WithTaskID]
+// cannot use.
+var ErrInvalidTaskID = errors.New("invalid task id")
+
+// Training wraps a training job. See [Func].
+func Training[In, Out any](fn func(context.Context, In) (Out, error), opts ...Option) func(context.Context, In) (Out, error) {
+	return wrap(events.TypeTraining, fn, opts)
+}
+
+// Inference wraps an inference job. See [Func].
+func Inference[In, Out any](fn func(context.Context, In) (Out, error), opts ...Option) func(context.Context, In) (Out, error) {
+	return wrap(events.TypeInference, fn, opts)
+}
+
+// Tuning wraps a tuning job. Jobs it calls with its context become its trials.
+// See [Func].
+func Tuning[In, Out any](fn func(context.Context, In) (Out, error), opts ...Option) func(context.Context, In) (Out, error) {
+	return wrap(events.TypeTuning, fn, opts)
+}
+
+// Func wraps any other job, recorded with task type "task". Each call of the
+// returned function is one task: it publishes task_submitted and task_started, runs
+// fn with a context that carries the [Task], and ends it as completed (with fn's
+// result when it encodes to JSON), failed (with the error's text, or a panic's value
+// and stack, after which the panic goes on) or cancelled (fn returned an error after
+// ctx was cancelled).
+func Func[In, Out any](fn func(context.Context, In) (Out, error), opts ...Option) func(context.Context, In) (Out, error) {
+	return wrap(events.TypeTask, fn, opts)
+}
+
+func wrap[In, Out any](tt events.TaskType, fn func(context.Context, In) (Out, error), opts []Option) func(context.Context, In) (Out, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.name == "" {
+		o.name = funcName(fn)
+	}
+	return func(ctx context.Context, in In) (out Out, err error) {
+		t, err := start(ctx, tt, o)
+		if err != nil {
+			return out, err
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				t.panicked(v, debug.Stack())
+				panic(v)
+			}
+		}()
+		out, err = fn(withTask(ctx, t), in)
+		t.finish(ctx, out, err)
+		return out, err
+	}
+}
+
+// start publishes task_submitted and task_started for a new call of a job.
+func start(ctx context.Context, tt events.TaskType, o options) (*Task, error) {
+	id := o.taskID
+	if id == "" {
+		id = events.NewTaskID(tt)
+	} else if err := events.ValidateTaskID(id); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTaskID, err)
+	}
+	parent := o.parentID
+	if p := FromContext(ctx); parent == "" && p != nil {
+		parent = p.id
+	}
+	c := o.client
+	if c == nil {
+		c = Default()
+	}
+	t := &Task{client: c, id: id, typ: tt, name: o.name}
+
+	t.emit(events.TaskSubmitted, events.Data{Description: o.description, ParentID: parent})
+	host, _ := os.Hostname()
+	t.emit(events.TaskStarted, events.Data{
+		Params: encodeParams(o.params),
+		Host:   host,
+		PID:    os.Getpid(),
+	})
+	return t, nil
+}
+
+func (t *Task) finish(ctx context.Context, out any, err error) {
+	switch {
+	case err == nil:
+		t.emit(events.TaskCompleted, events.Data{Result: encodeResult(out)})
+	case ctx.Err() != nil:
+		t.emit(events.TaskCancelled, events.Data{
+			Error:  err.Error(),
+			Reason: context.Cause(ctx).Error(),
+		})
+	default:
+		t.emit(events.TaskFailed, events.Data{Error: err.Error()})
+	}
+}
+
+func (t *Task) panicked(v any, stack []byte) {
+	t.emit(events.TaskFailed, events.Data{
+		Error: fmt.Sprintf("panic: %v", v),
+		Stack: string(stack),
+	})
+	if t.client != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), panicFlushTimeout)
+		defer cancel()
+		_ = t.client.Flush(ctx)
+	}
+}
+
+// Task is one running call of a wrapped job. A nil *Task is valid and reports nothing,
+// so that code which reads it from a context needs no checks.
+type Task struct {
+	client *Client
+	id     string
+	typ    events.TaskType
+	name   string
+}
+
+type ctxKey struct{}
+
+func withTask(ctx context.Context, t *Task) context.Context {
+	return context.WithValue(ctx, ctxKey{}, t)
+}
+
+// FromContext returns the task that ctx was given by a wrapped job, or nil.
+func FromContext(ctx context.Context) *Task {
+	t, _ := ctx.Value(ctxKey{}).(*Task)
+	return t
+}
+
+// ID returns the task's id, or "" for a nil task.
+func (t *Task) ID() string {
+	if t == nil {
+		return ""
+	}
+	return t.id
+}
+
+// Progress reports that the job reached step of total (total <= 0 when unknown) with
+// the given metrics. It does not wait for the network; see [Client] for the bound on
+// how long it can block.
+func (t *Task) Progress(step, total int, metrics map[string]float64) {
+	if t == nil {
+		return
+	}
+	s := int64(step)
+	d := events.Data{Step: &s}
+	if total > 0 {
+		n := int64(total)
+		d.Total = &n
+	}
+	if len(metrics) > 0 {
+		d.Metrics = make(events.Metrics, len(metrics))
+		for k, v := range metrics {
+			d.Metrics[k] = v
+		}
+	}
+	t.emit(events.TaskProgress, d)
+}
+
+func (t *Task) emit(et events.Type, d events.Data) {
+	if t.client == nil {
+		return
+	}
+	t.client.enqueue(events.New(et, t.id, t.typ, t.name, d))
+}
+
+func encodeParams(p any) json.RawMessage {
+	if p == nil {
+		return nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		b, _ = json.Marshal(map[string]string{"error": "params do not encode: " + err.Error()})
+	}
+	return b
+}
+
+func encodeResult(out any) json.RawMessage {
+	b, err := json.Marshal(out)
+	if err != nil {
+		slog.Default().Debug("result not recorded", "component", "tracking", "error", err)
+		return nil
+	}
+	return b
+}
+
+// funcName returns the short name of fn, "trainModel" for main.trainModel.
+func funcName(fn any) string {
+	f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer())
+	if f == nil {
+		return "job"
+	}
+	name := f.Name()
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		name = name[i+1:]
+	}
+	if i := strings.Index(name, "."); i >= 0 {
+		name = name[i+1:]
+	}
+	return name
+}
