@@ -104,8 +104,11 @@ func TestStats(t *testing.T) {
 		s.ByStatus[Running] != 1 || s.ByType[events.TypeTraining] != 5 {
 		t.Fatalf("counts: got %+v", s)
 	}
-	if s.SuccessRate != 0.75 {
+	if s.SuccessRate == nil || *s.SuccessRate != 0.75 {
 		t.Fatalf("success rate: got %v, want 0.75", s.SuccessRate)
+	}
+	if empty := New(nil).Stats(); empty.SuccessRate != nil {
+		t.Fatalf("success rate with nothing finished: got %v, want nil", *empty.SuccessRate)
 	}
 	// Durations are 1+i seconds for the finished tasks i = 0..3.
 	if s.Duration.Count != 4 || s.Duration.Mean != 2.5 || s.Duration.P50 != 2 || s.Duration.P95 != 4 {

@@ -9,14 +9,15 @@ import (
 
 // Stats summarises every task and the work of the projection.
 type Stats struct {
-	Total         int                     `json:"total"`
-	ByStatus      map[Status]int          `json:"by_status"`
-	ByType        map[events.TaskType]int `json:"by_type"`
-	SuccessRate   float64                 `json:"success_rate"`
-	Duration      DurationStats           `json:"duration"`
-	EventsApplied uint64                  `json:"events_applied"`
-	EventsSkipped uint64                  `json:"events_skipped"`
-	SkippedByKind map[string]uint64       `json:"skipped_by_kind"`
+	Total    int                     `json:"total"`
+	ByStatus map[Status]int          `json:"by_status"`
+	ByType   map[events.TaskType]int `json:"by_type"`
+	// SuccessRate is completed over finished tasks; null while none has finished.
+	SuccessRate   *float64          `json:"success_rate"`
+	Duration      DurationStats     `json:"duration"`
+	EventsApplied uint64            `json:"events_applied"`
+	EventsSkipped uint64            `json:"events_skipped"`
+	SkippedByKind map[string]uint64 `json:"skipped_by_kind"`
 }
 
 // DurationStats describes the durations, in seconds, of finished tasks.
@@ -73,7 +74,8 @@ func (p *Projection) computeStats() Stats {
 		}
 	}
 	if n := s.ByStatus[Completed] + s.ByStatus[Failed] + s.ByStatus[Cancelled]; n > 0 {
-		s.SuccessRate = float64(s.ByStatus[Completed]) / float64(n)
+		rate := float64(s.ByStatus[Completed]) / float64(n)
+		s.SuccessRate = &rate
 	}
 	s.Duration = durationStats(durations)
 	return s
