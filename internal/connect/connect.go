@@ -1,0 +1,83 @@
+// Package connect opens the NATS connections of miniray's long-running programs.
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/miniray/miniray/pkg/events"
+)
+
+// NATS connects to url, retrying until the server answers or ctx ends, and logging
+// each failed try, so that a program started before its server waits for it. Once
+// connected, the connection reconnects by itself for ever.
+func NATS(ctx context.Context, url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.Timeout(2 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+	}, opts...)
+
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+			return nc, nil
+		}
+		if errors.Is(err, nats.ErrBadSubject) || ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+		}
+		log.Warn("nats not reachable yet, retrying", "url", url, "attempt", attempt,
+			"error", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to nats %s: %w", url, ctx.Err())
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// Store provisions (update true) or ensures (update false) the stream and the bucket,
+// retrying while JetStream is not available yet, as in a cluster still electing its
+// leader. A conflicting stream is returned at once: retrying cannot fix it.
+func Store(ctx context.Context, js jetstream.JetStream, c events.StoreConfig, update bool,
+	log *slog.Logger) error {
+	wait := 250 * time.Millisecond
+	for {
+		var changes []string
+		var err error
+		if update {
+			changes, err = events.Provision(ctx, js, c)
+		} else {
+			changes, err = events.Ensure(ctx, js, c)
+		}
+		for _, ch := range changes {
+			log.Info("store provisioned", "change", ch)
+		}
+		if err == nil || errors.Is(err, events.ErrStreamConflict) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("jetstream not ready, retrying", "error", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
