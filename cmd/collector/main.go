@@ -1,0 +1,77 @@
+// Command collector is miniray's always-on backbone. By default it runs an embedded
+// NATS server with JetStream and provisions the event stream and the task bucket;
+// given a NATS URL it provisions them on that server or cluster instead.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/miniray/miniray/internal/config"
+	"github.com/miniray/miniray/internal/connect"
+	"github.com/miniray/miniray/pkg/events"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, stop, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(config.ExitCode(err, "collector", os.Stderr))
+}
+
+// run serves until ctx ends. It calls stopSignals once shutdown begins, so that a
+// second signal kills the process.
+func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	base := cfg.log
+	log := base.With("component", "collector")
+
+	url := cfg.natsURL
+	var opts []nats.Option
+	if url == "" {
+		cfg.server.Logger = base.With("component", "nats-server")
+		log.Info("starting embedded nats server", "listen", cfg.server.Listen,
+			"data_dir", cfg.server.DataDir)
+		srv, err := events.StartServer(cfg.server)
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		url = srv.ClientURL()
+		opts = append(opts, nats.InProcessServer(srv.NATS()))
+	}
+
+	nc, err := connect.NATS(ctx, url, "miniray-collector", log, opts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream context: %w", err)
+	}
+	if err := connect.Store(ctx, js, cfg.store, true, log); err != nil {
+		return fmt.Errorf("provision store: %w", err)
+	}
+	log.Info("collector ready", "nats_url", url, "stream", events.StreamName,
+		"bucket", events.BucketName)
+	fmt.Fprintf(stdout, "miniray collector: NATS at %s\n", url)
+
+	<-ctx.Done()
+	stopSignals()
+	log.Info("shutting down")
+	if err := nc.Drain(); err != nil {
+		log.Warn("drain nats connection", "error", err)
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/miniray/miniray/internal/webui"
+	"github.com/miniray/miniray/pkg/events"
+	"github.com/miniray/miniray/pkg/projection"
+)
+
+// state is what the handlers read: the projection from the start, the replayer once
+// NATS has been reached.
+type state struct {
+	proj *projection.Projection
+
+	mu       sync.RWMutex
+	replayer *projection.Replayer
+	err      error
+}
+
+func (s *state) setReplayer(r *projection.Replayer) {
+	s.mu.Lock()
+	s.replayer = r
+	s.mu.Unlock()
+}
+
+func (s *state) setError(err error) {
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+}
+
+// replay describes the replay for /readyz and /api/stats.
+type replayState struct {
+	Ready      bool   `json:"ready"`
+	AppliedSeq uint64 `json:"applied_seq"`
+	TargetSeq  uint64 `json:"target_seq"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+func (s *state) replay() replayState {
+	s.mu.RLock()
+	r, err := s.replayer, s.err
+	s.mu.RUnlock()
+	rs := replayState{AppliedSeq: s.proj.LastSeq()}
+	switch {
+	case err != nil:
+		rs.Reason = err.Error()
+	case r == nil:
+		rs.Reason = "waiting for nats"
+	default:
+		rs.Ready, rs.TargetSeq = r.Ready(), r.Target()
+		if !rs.Ready {
+			rs.Reason = "replaying"
+		}
+	}
+	return rs
+}
+
+func newRouter(st *state, log *slog.Logger) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(recovery(log), requestLog(log), securityHeaders)
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", func(c *gin.Context) {
+		rs := st.replay()
+		code := http.StatusOK
+		if !rs.Ready {
+			code = http.StatusServiceUnavailable
+		}
+		c.JSON(code, rs)
+	})
+
+	api := r.Group("/api")
+	api.GET("/tasks", listTasks(st, ""))
+	api.GET("/tasks/:id", getTask(st))
+	api.GET("/training-jobs", listTasks(st, events.TypeTraining))
+	api.GET("/inference-jobs", listTasks(st, events.TypeInference))
+	api.GET("/tuning-jobs", listTasks(st, events.TypeTuning))
+	api.GET("/stats", getStats(st))
+
+	r.NoRoute(staticFiles(webui.FS()))
+	return r
+}
+
+func apiError(c *gin.Context, code int, msg string) {
+	c.AbortWithStatusJSON(code, gin.H{"error": msg})
+}
+
+// listParams are the query parameters of the task lists; any other is refused, so
+// that a misspelled filter does not silently list everything.
+var listParams = map[string]bool{
+	"type": true, "status": true, "parent_id": true, "q": true, "sort": true,
+	"limit": true, "offset": true,
+}
+
+func listTasks(st *state, fixed events.TaskType) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		q, err := parseQuery(c, fixed)
+		if err != nil {
+			apiError(c, http.StatusBadRequest, err.Error())
+			return
+		}
+		page, err := st.proj.List(q)
+		if err != nil {
+			apiError(c, http.StatusBadRequest, err.Error())
+			return
+		}
+		c.JSON(http.StatusOK, page)
+	}
+}
+
+func parseQuery(c *gin.Context, fixed events.TaskType) (projection.Query, error) {
+	values := c.Request.URL.Query()
+	for k, v := range values {
+		if !listParams[k] {
+			return projection.Query{}, errors.New("unknown query parameter " + strconv.Quote(k))
+		}
+		if len(v) > 1 {
+			return projection.Query{}, errors.New("query parameter " + k + " given more than once")
+		}
+	}
+	q := projection.Query{
+		Type:     events.TaskType(values.Get("type")),
+		Status:   projection.Status(strings.ToUpper(values.Get("status"))),
+		ParentID: values.Get("parent_id"),
+		Name:     values.Get("q"),
+		Sort:     values.Get("sort"),
+	}
+	if fixed != "" {
+		if q.Type != "" && q.Type != fixed {
+			return q, errors.New("type: this list only holds " + string(fixed) + " tasks")
+		}
+		q.Type = fixed
+	}
+	var err error
+	if q.Limit, err = intParam(values.Get("limit"), "limit"); err != nil {
+		return q, err
+	}
+	if q.Offset, err = intParam(values.Get("offset"), "offset"); err != nil {
+		return q, err
+	}
+	return q, q.Validate()
+}
+
+func intParam(s, name string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, errors.New(name + ": not an integer: " + strconv.Quote(s))
+	}
+	return n, nil
+}
+
+func getTask(st *state) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.Param("id")
+		if err := events.ValidateTaskID(id); err != nil {
+			apiError(c, http.StatusBadRequest, err.Error())
+			return
+		}
+		t, ok := st.proj.Get(id)
+		if !ok {
+			apiError(c, http.StatusNotFound, "task "+id+" not found")
+			return
+		}
+		c.JSON(http.StatusOK, t)
+	}
+}
+
+type statsResponse struct {
+	projection.Stats
+	Ready  bool        `json:"ready"`
+	Replay replayState `json:"replay"`
+}
+
+func getStats(st *state) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		rs := st.replay()
+		c.JSON(http.StatusOK, statsResponse{Stats: st.proj.Stats(), Ready: rs.Ready, Replay: rs})
+	}
+}
+
+// staticFiles serves the page for GET and HEAD, and a JSON 404 for everything else,
+// including unknown API paths.
+func staticFiles(files fs.FS) gin.HandlerFunc {
+	fileServer := http.FileServer(http.FS(files))
+	return func(c *gin.Context) {
+		p := c.Request.URL.Path
+		if strings.HasPrefix(p, "/api/") || (c.Request.Method != http.MethodGet &&
+			c.Request.Method != http.MethodHead) {
+			apiError(c, http.StatusNotFound, "no such endpoint: "+c.Request.Method+" "+p)
+			return
+		}
+		name := strings.TrimPrefix(path.Clean(p), "/")
+		if name == "" {
+			name = "index.html"
+		}
+		if _, err := fs.Stat(files, name); err != nil {
+			apiError(c, http.StatusNotFound, "not found: "+p)
+			return
+		}
+		fileServer.ServeHTTP(c.Writer, c.Request)
+	}
+}
+
+// securityHeaders forbid inline scripts, framing and content sniffing: every string
+// the page shows came from a job and is treated as text.
+func securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	c.Next()
+}
+
+func requestLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		log.Debug("http request", "method", c.Request.Method, "path", c.Request.URL.Path,
+			"status", c.Writer.Status(), "duration", time.Since(start))
+	}
+}
+
+func recovery(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if v := recover(); v != nil {
+				log.Error("http handler panicked", "path", c.Request.URL.Path, "panic", v)
+				apiError(c, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		c.Next()
+	}
+}
