@@ -19,12 +19,12 @@ import (
 // DefaultURL is the NATS server jobs report to when MINIRAY_NATS_URL is not set.
 const DefaultURL = "nats://127.0.0.1:4222"
 
-// Defaults of a [Client].
+// DefaultQueueSize is how many progress events may wait in memory for NATS.
+const DefaultQueueSize = 1 << 16
+
 const (
-	DefaultQueueSize = 1 << 16
-	DefaultMaxBlock  = 100 * time.Millisecond
-	defaultBatch     = 1024
-	ackTimeout       = 5 * time.Second
+	defaultBatch = 1024
+	ackTimeout   = 5 * time.Second
 )
 
 // ClientOption configures a [Client].
@@ -32,19 +32,14 @@ type ClientOption func(*clientConfig)
 
 type clientConfig struct {
 	queueSize int
-	maxBlock  time.Duration
 	logger    *slog.Logger
 }
 
-// WithQueueSize sets how many events may wait in memory for NATS.
+// WithQueueSize sets how many events may wait in memory for NATS before progress
+// events are dropped. Lifecycle events (submitted, started and the end) are never
+// dropped: there are a few per task.
 func WithQueueSize(n int) ClientOption {
 	return func(c *clientConfig) { c.queueSize = n }
-}
-
-// WithMaxBlock bounds how long one report may block the job when the queue is full.
-// An event that still finds no room after that is dropped and counted.
-func WithMaxBlock(d time.Duration) ClientOption {
-	return func(c *clientConfig) { c.maxBlock = d }
 }
 
 // WithLogger sets the logger for warnings about the connection and dropped events.
@@ -61,7 +56,11 @@ type Client struct {
 	cfg      clientConfig
 	log      *slog.Logger
 
-	queue chan events.Event
+	// The queue is a slice rather than a channel so that a full queue can refuse
+	// progress events at once while still taking lifecycle events.
+	qmu   sync.Mutex
+	queue []events.Event
+	wake  chan struct{} // a token whenever the queue gains events
 	stop  chan struct{}
 	done  chan struct{}
 
@@ -103,7 +102,7 @@ func Connect(url string, opts ...ClientOption) (*Client, error) {
 // NewClient returns a client that publishes over a connection the caller built and
 // keeps owning: Close does not close it.
 func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
-	cfg := clientConfig{queueSize: DefaultQueueSize, maxBlock: DefaultMaxBlock}
+	cfg := clientConfig{queueSize: DefaultQueueSize}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -122,7 +121,7 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 		js:      js,
 		cfg:     cfg,
 		log:     cfg.logger.With("component", "tracking"),
-		queue:   make(chan events.Event, cfg.queueSize),
+		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
@@ -141,24 +140,39 @@ func (c *Client) Pending() uint64 {
 	return c.queued.Load() - c.acked.Load()
 }
 
-// enqueue hands an event to the sender. It blocks for at most the configured bound.
+// enqueue hands an event to the sender without waiting. A progress event that finds
+// the queue full is dropped and counted.
 func (c *Client) enqueue(e events.Event) {
-	select {
-	case c.queue <- e:
-		c.queued.Add(1)
+	c.qmu.Lock()
+	if e.EventType == events.TaskProgress && len(c.queue) >= c.cfg.queueSize {
+		c.qmu.Unlock()
+		if c.dropped.Add(1) == 1 {
+			c.log.Warn("event queue full, dropping progress events",
+				"queue_size", c.cfg.queueSize)
+		}
 		return
+	}
+	c.queue = append(c.queue, e)
+	c.queued.Add(1)
+	c.qmu.Unlock()
+
+	select {
+	case c.wake <- struct{}{}:
 	default:
 	}
-	t := time.NewTimer(c.cfg.maxBlock)
-	defer t.Stop()
-	select {
-	case c.queue <- e:
-		c.queued.Add(1)
-	case <-t.C:
-		if c.dropped.Add(1) == 1 {
-			c.log.Warn("event queue full, dropping events", "queue_size", c.cfg.queueSize)
-		}
+}
+
+// take moves up to n queued events into batch.
+func (c *Client) take(batch []events.Event, n int) []events.Event {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	n = min(n, len(c.queue))
+	batch = append(batch[:0], c.queue[:n]...)
+	c.queue = c.queue[n:]
+	if len(c.queue) == 0 {
+		c.queue = nil // let the old backing array go
 	}
+	return batch
 }
 
 // Flush waits until JetStream has acknowledged every event queued before the call,
@@ -217,19 +231,13 @@ func (c *Client) run() {
 	defer close(c.done)
 	batch := make([]events.Event, 0, defaultBatch)
 	for {
-		select {
-		case e := <-c.queue:
-			batch = append(batch[:0], e)
-		case <-c.stop:
-			return
-		}
-	fill:
-		for len(batch) < defaultBatch {
+		batch = c.take(batch, defaultBatch)
+		if len(batch) == 0 {
 			select {
-			case e := <-c.queue:
-				batch = append(batch, e)
-			default:
-				break fill
+			case <-c.wake:
+				continue
+			case <-c.stop:
+				return
 			}
 		}
 		if !c.send(batch) {
@@ -315,7 +323,7 @@ func (c *Client) setOffline(off bool, pending int) {
 	c.offline = off
 	if off {
 		c.log.Warn("nats unreachable, events wait in memory",
-			"url", c.nc.ConnectedUrlRedacted(), "pending", pending)
+			"servers", c.nc.Servers(), "pending", pending)
 		return
 	}
 	c.log.Info("nats reachable again, events sent")

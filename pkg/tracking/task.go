@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"reflect"
 	"runtime"
@@ -141,7 +140,12 @@ func start(ctx context.Context, tt events.TaskType, o options) (*Task, error) {
 func (t *Task) finish(ctx context.Context, out any, err error) {
 	switch {
 	case err == nil:
-		t.emit(events.TaskCompleted, events.Data{Result: encodeResult(out)})
+		res, err := json.Marshal(out)
+		d := events.Data{Result: res}
+		if err != nil {
+			d = events.Data{Reason: "result not recorded: " + err.Error()}
+		}
+		t.emit(events.TaskCompleted, d)
 	case ctx.Err() != nil:
 		t.emit(events.TaskCancelled, events.Data{
 			Error:  err.Error(),
@@ -194,8 +198,7 @@ func (t *Task) ID() string {
 }
 
 // Progress reports that the job reached step of total (total <= 0 when unknown) with
-// the given metrics. It does not wait for the network; see [Client] for the bound on
-// how long it can block.
+// the given metrics. It never waits: the event is queued for the [Client]'s sender.
 func (t *Task) Progress(step, total int, metrics map[string]float64) {
 	if t == nil {
 		return
@@ -229,15 +232,6 @@ func encodeParams(p any) json.RawMessage {
 	b, err := json.Marshal(p)
 	if err != nil {
 		b, _ = json.Marshal(map[string]string{"error": "params do not encode: " + err.Error()})
-	}
-	return b
-}
-
-func encodeResult(out any) json.RawMessage {
-	b, err := json.Marshal(out)
-	if err != nil {
-		slog.Default().Debug("result not recorded", "component", "tracking", "error", err)
-		return nil
 	}
 	return b
 }

@@ -195,7 +195,7 @@ func TestInvalidTaskIDRefused(t *testing.T) {
 func TestUnreachableNATSNeverBlocksTheJob(t *testing.T) {
 	c, err := tracking.Connect("nats://127.0.0.1:1",
 		tracking.WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil))),
-		tracking.WithQueueSize(100), tracking.WithMaxBlock(time.Millisecond))
+		tracking.WithQueueSize(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +205,8 @@ func TestUnreachableNATSNeverBlocksTheJob(t *testing.T) {
 	if err != nil || out["accuracy"] != 0.95 {
 		t.Fatalf("job: got %v %v", out, err)
 	}
-	// 1000 reports overflow a queue of 100 at 1ms each at most: about a second.
-	if d := time.Since(start); d > 10*time.Second {
+	// Nothing on the job's path waits for the network; a hang would show here.
+	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("job took %s with nats down", d)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
@@ -214,7 +214,9 @@ func TestUnreachableNATSNeverBlocksTheJob(t *testing.T) {
 	if err := c.Close(ctx); err == nil {
 		t.Fatal("close reported success with nothing delivered")
 	}
-	if c.Dropped() == 0 {
-		t.Fatal("a full queue dropped nothing")
+	// Every one of the 1003 events is either waiting or counted as dropped.
+	if c.Dropped() == 0 || c.Dropped()+c.Pending() != 1003 {
+		t.Fatalf("dropped %d, pending %d; want some dropped and 1003 in all",
+			c.Dropped(), c.Pending())
 	}
 }
