@@ -72,3 +72,77 @@ func (s *Server) Stop() {
 	s.NC.Close()
 	s.Shutdown()
 }
+
+// Events returns every event on the server's stream, in stream order.
+func (s *Server) Events(t testing.TB) []events.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := s.JS.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]events.Event, 0, info.State.Msgs)
+	for range info.State.Msgs {
+		m, err := c.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("read event %d of %d: %v", len(out)+1, info.State.Msgs, err)
+		}
+		e, err := events.Decode(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// TaskEvents is the events of one task, in stream order.
+type TaskEvents struct {
+	ID     string
+	Events []events.Event
+}
+
+// Count returns how many of the task's events have type et.
+func (k *TaskEvents) Count(et events.Type) int {
+	n := 0
+	for _, e := range k.Events {
+		if e.EventType == et {
+			n++
+		}
+	}
+	return n
+}
+
+// Last returns the task's last event of type et, or false.
+func (k *TaskEvents) Last(et events.Type) (events.Event, bool) {
+	for i := len(k.Events) - 1; i >= 0; i-- {
+		if k.Events[i].EventType == et {
+			return k.Events[i], true
+		}
+	}
+	return events.Event{}, false
+}
+
+// ByName groups events by task, keyed by task name, for tests that give every
+// task a name of its own.
+func ByName(evs []events.Event) map[string]*TaskEvents {
+	out := make(map[string]*TaskEvents)
+	for _, e := range evs {
+		k := out[e.Name]
+		if k == nil {
+			k = &TaskEvents{ID: e.TaskID}
+			out[e.Name] = k
+		}
+		k.Events = append(k.Events, e)
+	}
+	return out
+}
