@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: vet, unit tests, and the end-to-end tests, which build and start
+# the real programs. Installs the nats CLI the tests drive, at a pinned version,
+# into bin/tools when it is missing. Extra arguments go to go test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export GOBIN="$PWD/bin/tools"
+if [ ! -x "$GOBIN/nats" ]; then
+  echo "installing the nats CLI into $GOBIN..."
+  go install github.com/nats-io/natscli/nats@v0.5.0
+fi
+export PATH="$GOBIN:$PATH"
+
+# The page's browser tests drive Debian's Chromium headless.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing and cannot be installed here: browser tests will be skipped" >&2
+  fi
+fi
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+go vet ./...
+go test -count=1 -timeout 30m ./... "$@"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Brings miniray up on its embedded default: builds the programs, starts the collector
+# (with its embedded NATS server, data under .demo/data) and the dashboard, runs the
+# example jobs, prints the dashboard's URL and keeps everything running until Ctrl-C.
+# Run it again later: the history in .demo/data is kept and replayed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+nats_addr=${MINIRAY_NATS_LISTEN:-127.0.0.1:4222}
+http_addr=${MINIRAY_HTTP:-127.0.0.1:8080}
+export MINIRAY_NATS_URL="nats://$nats_addr"
+
+echo "building..."
+go build -o bin/ ./cmd/collector ./cmd/dashboard \
+  ./examples/train ./examples/infer ./examples/tune ./examples/fail
+mkdir -p .demo
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT INT TERM
+
+# wait_for NAME PID HOST:PORT: waits until the address accepts connections, or fails
+# with the program's log if the program exits first.
+wait_for() {
+  local name=$1 pid=$2 host=${3%:*} port=${3##*:}
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited; its log (.demo/$name.log):" >&2
+      cat ".demo/$name.log" >&2
+      exit 1
+    fi
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$name did not listen on $3 within 30s; see .demo/$name.log" >&2
+  exit 1
+}
+
+bin/collector --data-dir .demo/data --nats-listen "$nats_addr" >.demo/collector.log 2>&1 &
+pids+=($!)
+wait_for collector "${pids[-1]}" "$nats_addr"
+
+bin/dashboard --nats-url "$MINIRAY_NATS_URL" --http "$http_addr" >.demo/dashboard.log 2>&1 &
+pids+=($!)
+wait_for dashboard "${pids[-1]}" "$http_addr"
+
+echo "running the example jobs (their output is in .demo/jobs.log)..."
+{
+  bin/train --epochs 100
+  bin/infer
+  bin/tune
+  bin/fail
+} >.demo/jobs.log 2>&1 || echo "an example job failed; see .demo/jobs.log" >&2
+
+echo
+echo "miniray is up: dashboard at http://$http_addr"
+echo "NATS at $MINIRAY_NATS_URL; logs in .demo/. Press Ctrl-C to stop."
+wait
