@@ -13,6 +13,8 @@ import (
 type Type string
 
 // The event types. TaskLost is published by the collector, never by a job.
+// TaskHeartbeat is a running task's periodic sign of life: it moves the task's
+// last-seen time and nothing else.
 const (
 	TaskSubmitted Type = "task_submitted"
 	TaskStarted   Type = "task_started"
@@ -21,12 +23,13 @@ const (
 	TaskFailed    Type = "task_failed"
 	TaskCancelled Type = "task_cancelled"
 	TaskLost      Type = "task_lost"
+	TaskHeartbeat Type = "task_heartbeat"
 )
 
 // Types lists every known event type in lifecycle order.
 var Types = []Type{
 	TaskSubmitted, TaskStarted, TaskProgress, TaskCompleted, TaskFailed, TaskCancelled,
-	TaskLost,
+	TaskLost, TaskHeartbeat,
 }
 
 // Valid reports whether t is one of the known event types.
@@ -78,8 +81,11 @@ type Event struct {
 
 // Data is the payload of an [Event]. Which fields are set depends on the event type:
 // Description and ParentID on submission, Params, Host and PID on start, Step, Total
-// and Metrics on progress, Result on completion, Error and Stack on failure.
+// and Metrics on progress, Result on completion, Error and Stack on failure, LastSeen
+// on a task_lost event. Attempt names the run of the task an event belongs to: a
+// task id that runs again gets a new attempt.
 type Data struct {
+	Attempt     string          `json:"attempt,omitempty"`
 	Description string          `json:"description,omitempty"`
 	ParentID    string          `json:"parent_id,omitempty"`
 	Params      json.RawMessage `json:"params,omitempty"`
@@ -92,6 +98,7 @@ type Data struct {
 	Error       string          `json:"error,omitempty"`
 	Stack       string          `json:"stack,omitempty"`
 	Reason      string          `json:"reason,omitempty"`
+	LastSeen    float64         `json:"last_seen,omitempty"`
 }
 
 // TimeLayout is the layout of TimestampStr: RFC 3339 in UTC with microseconds.

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/miniray/miniray/pkg/events"
 )
@@ -146,7 +147,8 @@ func TestLostAndBack(t *testing.T) {
 	applyAll(p, evs)
 	last := evs[len(evs)-1].Timestamp
 
-	lost := events.New(events.TaskLost, "t1", events.TypeTraining, "job t1", events.Data{})
+	lost := events.New(events.TaskLost, "t1", events.TypeTraining, "job t1",
+		events.Data{LastSeen: last})
 	lost.Timestamp = last + 30
 	p.Apply(50, &lost)
 	got, _ := p.Get("t1")
@@ -174,7 +176,7 @@ func TestApplyMsgSkipsBadMessages(t *testing.T) {
 	good := lifecycle("t1", 1, events.TaskCompleted)
 	for i := range good {
 		b, _ := good[i].Encode()
-		if err := p.ApplyMsg(uint64(i+1), good[i].Subject(), b); err != nil {
+		if err := p.ApplyMsg(uint64(i+1), good[i].Subject(), b, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -194,14 +196,14 @@ func TestApplyMsgSkipsBadMessages(t *testing.T) {
 		{"miniray.tasks.x", huge, SkipTooLarge},
 	}
 	for i, b := range bad {
-		err := p.ApplyMsg(uint64(100+i), b.subject, b.data)
+		err := p.ApplyMsg(uint64(100+i), b.subject, b.data, time.Time{})
 		var se *skipError
 		if !errors.Is(err, ErrSkipped) || !errors.As(err, &se) || se.kind != b.kind {
 			t.Fatalf("message %d: got %v, want a %s skip", i, err, b.kind)
 		}
 	}
 	b, _ := good[0].Encode()
-	if err := p.ApplyMsg(200, good[0].Subject(), b); !errors.Is(err, ErrSkipped) {
+	if err := p.ApplyMsg(200, good[0].Subject(), b, time.Time{}); !errors.Is(err, ErrSkipped) {
 		t.Fatalf("duplicate: got %v", err)
 	}
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/miniray/miniray/pkg/events"
 )
@@ -17,6 +20,12 @@ const (
 	SkipTooLarge  = "too_large" // larger than MaxEventSize
 	SkipDuplicate = "duplicate" // an event id the task has already applied
 	skipKindCount = 5
+)
+
+// Adjustment kinds: why an applied event was changed on its way into the read model.
+const (
+	AdjustBounded    = "bounded"     // a field over its bound was cut (see events.Bound)
+	AdjustClockAhead = "clock_ahead" // a timestamp far after the stream stored the event
 )
 
 // MaxEventSize bounds one event on the stream. NATS bounds messages by its max
@@ -34,6 +43,7 @@ type Projection struct {
 	order   []*Task // in order of first sight, for stable listing
 	applied uint64
 	skipped map[string]uint64
+	adjust  map[string]uint64
 	lastSeq uint64
 	version uint64 // grows with every change, for caches
 	dirty   map[string]struct{}
@@ -52,16 +62,20 @@ func New(log *slog.Logger) *Projection {
 		log:     log.With("component", "projection"),
 		tasks:   make(map[string]*Task),
 		skipped: make(map[string]uint64, skipKindCount),
+		adjust:  make(map[string]uint64, 2),
 		dirty:   make(map[string]struct{}),
 		logged:  make(map[string]bool, skipKindCount),
 	}
 }
 
 // ApplyMsg decodes one message of the stream and applies it. seq is its stream
-// sequence and subject its subject. A message that is not a valid event, or that
-// repeats an event already applied, is counted under its skip kind and returned as
-// an error that wraps [ErrSkipped]; nothing else changes.
-func (p *Projection) ApplyMsg(seq uint64, subject string, data []byte) error {
+// sequence, subject its subject and stored the time the stream stored it (zero when
+// unknown). A message that is not a valid event, or that repeats an event already
+// applied, is counted under its skip kind and returned as an error that wraps
+// [ErrSkipped]; nothing else changes. An event with oversized fields is bounded, and
+// one stamped more than a day after it was stored gets the stored time instead:
+// both are applied and counted as adjusted.
+func (p *Projection) ApplyMsg(seq uint64, subject string, data []byte, stored time.Time) error {
 	if len(data) > MaxEventSize {
 		return p.skip(seq, SkipTooLarge, errors.New("event larger than the limit"))
 	}
@@ -75,6 +89,13 @@ func (p *Projection) ApplyMsg(seq uint64, subject string, data []byte) error {
 	}
 	if subject != "" && subject != e.Subject() {
 		return p.skip(seq, SkipSubject, errors.New("subject "+subject+" does not match event"))
+	}
+	if cut := events.Bound(&e); len(cut) > 0 {
+		p.adjusted(AdjustBounded, seq, "fields "+strings.Join(cut, ", ")+" cut to their bounds")
+	}
+	if !stored.IsZero() && e.Timestamp > events.UnixSeconds(stored)+events.MaxClockAhead {
+		e.Timestamp, e.TimestampStr = events.UnixSeconds(stored), events.FormatTime(stored)
+		p.adjusted(AdjustClockAhead, seq, "timestamp more than a day ahead of the stream")
 	}
 	if !p.Apply(seq, &e) {
 		return p.skip(seq, SkipDuplicate, errors.New("event "+e.EventID+" already applied"))
@@ -118,6 +139,18 @@ func (p *Projection) skip(seq uint64, kind string, err error) error {
 	return &skipError{kind: kind, err: err}
 }
 
+func (p *Projection) adjusted(kind string, seq uint64, what string) {
+	p.mu.Lock()
+	p.adjust[kind]++
+	first := !p.logged[kind]
+	p.logged[kind] = true
+	p.mu.Unlock()
+	if first {
+		p.log.Warn("event adjusted, further ones are only counted", "kind", kind, "seq", seq,
+			"what", what)
+	}
+}
+
 // Apply folds a decoded, valid event into its task. It reports false when the task
 // had already applied the event's id.
 func (p *Projection) Apply(seq uint64, e *events.Event) bool {
@@ -134,6 +167,7 @@ func (p *Projection) Apply(seq uint64, e *events.Event) bool {
 	if !t.apply(e, seq) {
 		return false
 	}
+	t.fold.heardAt = time.Now()
 	p.applied++
 	p.version++
 	p.dirty[e.TaskID] = struct{}{}
@@ -163,11 +197,34 @@ func (p *Projection) LastSeq() uint64 {
 func (p *Projection) Counts() (applied uint64, skipped map[string]uint64) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	skipped = make(map[string]uint64, len(p.skipped))
-	for k, v := range p.skipped {
-		skipped[k] = v
+	return p.applied, maps.Clone(p.skipped)
+}
+
+// Silent is a running task that has not been heard from for a while.
+type Silent struct {
+	TaskID     string
+	Type       events.TaskType
+	Name       string
+	Attempt    string
+	LastSeenAt float64 // the timestamp of its latest sign of life, by its own clock
+}
+
+// Silent returns the running tasks of which this process has applied no event since
+// the given time. A replay counts as hearing from every task it replays, so a
+// process that just started waits a full timeout before judging anyone.
+func (p *Projection) Silent(since time.Time) []Silent {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []Silent
+	for _, t := range p.order {
+		if t.Status != Running || !t.fold.heardAt.Before(since) {
+			continue
+		}
+		latest := t.fold.attempts[len(t.fold.attempts)-1]
+		out = append(out, Silent{TaskID: t.TaskID, Type: t.Type, Name: t.Name,
+			Attempt: latest.id, LastSeenAt: t.LastSeenAt})
 	}
-	return p.applied, skipped
+	return out
 }
 
 // takeDirty returns copies of the tasks changed since the last call.

@@ -142,7 +142,7 @@ func (r *Replayer) consume(ctx context.Context, start uint64) error {
 			continue
 		}
 		seq := meta.Sequence.Stream
-		_ = r.p.ApplyMsg(seq, msg.Subject(), msg.Data())
+		_ = r.p.ApplyMsg(seq, msg.Subject(), msg.Data(), meta.Timestamp)
 		if !r.ready.Load() && (seq >= r.target.Load() || meta.NumPending == 0) {
 			r.markReady()
 		}

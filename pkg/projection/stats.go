@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"maps"
 	"math"
 	"slices"
 
@@ -18,6 +19,10 @@ type Stats struct {
 	EventsApplied uint64            `json:"events_applied"`
 	EventsSkipped uint64            `json:"events_skipped"`
 	SkippedByKind map[string]uint64 `json:"skipped_by_kind"`
+	// EventsAdjusted counts applied events whose oversized fields were cut or whose
+	// timestamp was far ahead of the stream's clock.
+	EventsAdjusted uint64            `json:"events_adjusted"`
+	AdjustedByKind map[string]uint64 `json:"adjusted_by_kind"`
 }
 
 // DurationStats describes the durations, in seconds, of finished tasks.
@@ -63,6 +68,10 @@ func (p *Projection) computeStats() Stats {
 	for k, v := range p.skipped {
 		s.SkippedByKind[k] = v
 		s.EventsSkipped += v
+	}
+	s.AdjustedByKind = maps.Clone(p.adjust)
+	for _, v := range p.adjust {
+		s.EventsAdjusted += v
 	}
 
 	durations := make([]float64, 0, len(p.order))

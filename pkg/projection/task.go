@@ -3,6 +3,7 @@ package projection
 import (
 	"encoding/json"
 	"slices"
+	"time"
 
 	"github.com/miniray/miniray/pkg/events"
 )
@@ -50,7 +51,9 @@ type HistoryEntry struct {
 }
 
 // Task is the state of one task. Times are Unix seconds; a zero time is unknown and
-// left out of the JSON, with its _str twin.
+// left out of the JSON, with its _str twin. When a task id ran more than once, the
+// fields that describe a run (status, start, end, params, result, error) are those of
+// its latest attempt, and Attempts lists them all.
 type Task struct {
 	TaskID      string          `json:"task_id"`
 	Name        string          `json:"name"`
@@ -80,7 +83,8 @@ type Task struct {
 	UpdatedAt     float64 `json:"updated_at"`
 	UpdatedAtStr  string  `json:"updated_at_str"`
 
-	History []HistoryEntry `json:"history,omitempty"`
+	Attempts []Attempt      `json:"attempts,omitempty"`
+	History  []HistoryEntry `json:"history,omitempty"`
 
 	// HistoryOmitted counts history entries left out of this copy of the state; it
 	// is only set on the copy written to the KV bucket when the whole would not fit.
@@ -89,19 +93,53 @@ type Task struct {
 	fold foldState
 }
 
+// Attempt is one run of a task id, numbered from 1 in order of first sight.
+type Attempt struct {
+	Attempt    string  `json:"attempt"`
+	Number     int     `json:"number"`
+	Status     Status  `json:"status"`
+	StartedAt  float64 `json:"started_at,omitempty"`
+	FinishedAt float64 `json:"finished_at,omitempty"`
+	Error      string  `json:"error,omitempty"`
+}
+
 // foldState holds what the fold needs beyond the visible state. Every field is a
 // minimum, a maximum or a choice by a total order, so that the result does not depend
 // on the order events arrive in.
 type foldState struct {
 	seen       map[string]struct{} // event ids, once the history is too long to scan
 	minTS      float64
-	lostAt     float64
 	progressTS float64
 	progressID string
 	metricTS   map[string]float64
-	terminal   *HistoryEntry
-	started    bool
+	attempts   []*attemptState // by (first timestamp, attempt id)
 	lastSeq    uint64
+	heardAt    time.Time // when this process last applied an event of the task
+}
+
+// attemptState is the fold of one attempt's events.
+type attemptState struct {
+	id        string
+	firstTS   float64
+	submitted *HistoryEntry // the earliest
+	started   *HistoryEntry // the earliest
+	running   bool          // started, progress or heartbeat seen
+	terminal  *HistoryEntry // the latest
+	lastSeen  float64       // latest event other than task_lost
+	lostSeen  float64       // the latest last_seen of a task_lost event
+}
+
+func (a *attemptState) status() Status {
+	switch {
+	case a.terminal != nil:
+		return terminalStatus(a.terminal.EventType)
+	case a.lostSeen > 0 && a.lostSeen >= a.lastSeen:
+		return Lost
+	case a.running:
+		return Running
+	default:
+		return Pending
+	}
 }
 
 // seenLimit is the history length past which duplicate checks use a set instead of a
@@ -139,21 +177,24 @@ func (t *Task) remember(id string) {
 }
 
 // apply folds one event into the task. It returns false, changing nothing, when the
-// task has seen the event id before.
+// task has seen the event id before. Heartbeats only move the last-seen time: they
+// are neither kept in the history nor counted as events, and applying one twice is
+// harmless.
 func (t *Task) apply(e *events.Event, seq uint64) bool {
-	if t.has(e.EventID) {
-		return false
+	if e.EventType != events.TaskHeartbeat {
+		if t.has(e.EventID) {
+			return false
+		}
+		t.remember(e.EventID)
+		t.insert(HistoryEntry{
+			EventID:      e.EventID,
+			EventType:    e.EventType,
+			Timestamp:    e.Timestamp,
+			TimestampStr: e.TimestampStr,
+			Data:         e.Data,
+		})
+		t.EventCount++
 	}
-	t.remember(e.EventID)
-	h := HistoryEntry{
-		EventID:      e.EventID,
-		EventType:    e.EventType,
-		Timestamp:    e.Timestamp,
-		TimestampStr: e.TimestampStr,
-		Data:         e.Data,
-	}
-	t.insert(h)
-	t.EventCount++
 	t.fold.lastSeq = max(t.fold.lastSeq, seq)
 	if e.Name != "" && (t.Name == "" || e.EventType == events.TaskSubmitted) {
 		t.Name = e.Name
@@ -164,38 +205,75 @@ func (t *Task) apply(e *events.Event, seq uint64) bool {
 	if t.fold.minTS == 0 || e.Timestamp < t.fold.minTS {
 		t.fold.minTS = e.Timestamp
 	}
-	if e.EventType == events.TaskLost {
-		t.fold.lostAt = max(t.fold.lostAt, e.Timestamp)
-	} else if e.Timestamp > t.LastSeenAt {
+	if e.EventType != events.TaskLost && e.Timestamp > t.LastSeenAt {
 		t.LastSeenAt, t.LastSeenAtStr = e.Timestamp, e.TimestampStr
 	}
 
-	t.applyData(e, h)
+	t.applyAttempt(e)
+	if e.EventType == events.TaskProgress {
+		t.applyProgress(e)
+	}
 	t.derive()
 	return true
 }
 
-// applyData takes from one event what its type carries.
-func (t *Task) applyData(e *events.Event, h HistoryEntry) {
-	d := &e.Data
+// attempt returns the state of the attempt an event belongs to, creating it.
+func (t *Task) attempt(e *events.Event) *attemptState {
+	id := e.Data.Attempt
+	for _, a := range t.fold.attempts {
+		if a.id == id {
+			if e.Timestamp < a.firstTS {
+				a.firstTS = e.Timestamp
+				t.sortAttempts()
+			}
+			return a
+		}
+	}
+	a := &attemptState{id: id, firstTS: e.Timestamp}
+	t.fold.attempts = append(t.fold.attempts, a)
+	t.sortAttempts()
+	return a
+}
+
+func (t *Task) sortAttempts() {
+	slices.SortFunc(t.fold.attempts, func(a, b *attemptState) int {
+		if later2(a.firstTS, a.id, b.firstTS, b.id) {
+			return 1
+		}
+		return -1
+	})
+}
+
+// applyAttempt takes from one event what its type carries into its attempt.
+func (t *Task) applyAttempt(e *events.Event) {
+	a := t.attempt(e)
+	h := &HistoryEntry{
+		EventID:      e.EventID,
+		EventType:    e.EventType,
+		Timestamp:    e.Timestamp,
+		TimestampStr: e.TimestampStr,
+		Data:         e.Data,
+	}
+	if e.EventType == events.TaskLost {
+		a.lostSeen = max(a.lostSeen, e.Data.LastSeen)
+		return
+	}
+	a.lastSeen = max(a.lastSeen, e.Timestamp)
 	switch e.EventType {
 	case events.TaskSubmitted:
-		if t.CreatedAt == 0 || e.Timestamp < t.CreatedAt {
-			t.CreatedAt, t.CreatedAtStr = e.Timestamp, e.TimestampStr
-			t.Description, t.ParentID = d.Description, d.ParentID
+		if a.submitted == nil || later(a.submitted, h) {
+			a.submitted = h
 		}
 	case events.TaskStarted:
-		t.fold.started = true
-		if t.StartedAt == 0 || e.Timestamp < t.StartedAt {
-			t.StartedAt, t.StartedAtStr = e.Timestamp, e.TimestampStr
-			t.Params, t.Host, t.PID = d.Params, d.Host, d.PID
+		a.running = true
+		if a.started == nil || later(a.started, h) {
+			a.started = h
 		}
-	case events.TaskProgress:
-		t.fold.started = true
-		t.applyProgress(e)
+	case events.TaskProgress, events.TaskHeartbeat:
+		a.running = true
 	case events.TaskCompleted, events.TaskFailed, events.TaskCancelled:
-		if later(&h, t.fold.terminal) {
-			t.fold.terminal = &h
+		if later(h, a.terminal) {
+			a.terminal = h
 		}
 	}
 }
@@ -230,32 +308,51 @@ func (t *Task) applyProgress(e *events.Event) {
 	t.Metrics = m
 }
 
-// derive recomputes the status and the fields that follow from it.
+// derive recomputes the fields that follow from the attempts: the first submission
+// describes the task, the latest attempt gives its status and run.
 func (t *Task) derive() {
+	t.CreatedAt, t.CreatedAtStr = 0, ""
+	t.Description, t.ParentID = "", ""
+	for _, a := range t.fold.attempts {
+		if s := a.submitted; s != nil && (t.CreatedAt == 0 || s.Timestamp < t.CreatedAt) {
+			t.CreatedAt, t.CreatedAtStr = s.Timestamp, s.TimestampStr
+			t.Description, t.ParentID = s.Data.Description, s.Data.ParentID
+		}
+	}
 	if t.CreatedAt == 0 {
 		t.CreatedAt = t.fold.minTS
 		t.CreatedAtStr = events.FormatTime(events.FromUnixSeconds(t.fold.minTS))
 	}
+
+	t.Attempts = t.Attempts[:0]
+	for i, a := range t.fold.attempts {
+		at := Attempt{Attempt: a.id, Number: i + 1, Status: a.status()}
+		if a.started != nil {
+			at.StartedAt = a.started.Timestamp
+		}
+		if a.terminal != nil {
+			at.FinishedAt, at.Error = a.terminal.Timestamp, a.terminal.Data.Error
+		}
+		t.Attempts = append(t.Attempts, at)
+	}
+
+	latest := t.fold.attempts[len(t.fold.attempts)-1]
+	t.Status = latest.status()
+	t.StartedAt, t.StartedAtStr, t.Params, t.Host, t.PID = 0, "", nil, "", 0
+	if s := latest.started; s != nil {
+		t.StartedAt, t.StartedAtStr = s.Timestamp, s.TimestampStr
+		t.Params, t.Host, t.PID = s.Data.Params, s.Data.Host, s.Data.PID
+	}
 	t.FinishedAt, t.FinishedAtStr, t.Duration = 0, "", 0
 	t.Result, t.Error, t.Stack = nil, "", ""
-
-	switch {
-	case t.fold.terminal != nil:
-		end := t.fold.terminal
-		t.Status = terminalStatus(end.EventType)
+	if end := latest.terminal; end != nil {
 		t.FinishedAt, t.FinishedAtStr = end.Timestamp, end.TimestampStr
 		t.Result, t.Error, t.Stack = end.Data.Result, end.Data.Error, end.Data.Stack
 		begin := t.StartedAt
 		if begin == 0 {
-			begin = t.CreatedAt
+			begin = latest.firstTS
 		}
 		t.Duration = max(0, t.FinishedAt-begin)
-	case t.fold.lostAt > t.LastSeenAt:
-		t.Status = Lost
-	case t.fold.started:
-		t.Status = Running
-	default:
-		t.Status = Pending
 	}
 }
 
@@ -301,6 +398,7 @@ func (t *Task) insert(h HistoryEntry) {
 func (t *Task) summary() Task {
 	c := *t
 	c.History = nil
+	c.Attempts = slices.Clone(t.Attempts)
 	c.fold = foldState{}
 	return c
 }

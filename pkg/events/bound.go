@@ -1,0 +1,69 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+)
+
+// Bounds on what one event may bring into the read model. A job can report anything,
+// and one oversized field must not cost every dashboard its memory; the stream keeps
+// the event whole.
+const (
+	MaxTextLen    = 64 << 10  // description, error, stack, reason
+	MaxJSONLen    = 256 << 10 // params, result
+	MaxMetrics    = 256       // metrics in one event
+	MaxClockAhead = 24 * 60 * 60.0
+)
+
+// Bound cuts the fields of e that exceed the bounds above and reports which it cut.
+// A text keeps its head and says how much was cut; a JSON value too large is
+// replaced by a string saying so; metrics beyond the limit are dropped by name order.
+func Bound(e *Event) []string {
+	var cut []string
+	d := &e.Data
+	for _, f := range []struct {
+		name string
+		s    *string
+	}{
+		{"description", &d.Description}, {"error", &d.Error}, {"stack", &d.Stack},
+		{"reason", &d.Reason}, {"name", &e.Name},
+	} {
+		if len(*f.s) > MaxTextLen {
+			*f.s = truncate(*f.s, MaxTextLen)
+			cut = append(cut, f.name)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		raw  *json.RawMessage
+	}{{"params", &d.Params}, {"result", &d.Result}} {
+		if len(*f.raw) > MaxJSONLen {
+			note, _ := json.Marshal(fmt.Sprintf("[%s of %d bytes not kept]", f.name, len(*f.raw)))
+			*f.raw = note
+			cut = append(cut, f.name)
+		}
+	}
+	if len(d.Metrics) > MaxMetrics {
+		names := make([]string, 0, len(d.Metrics))
+		for k := range d.Metrics {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		for _, k := range names[MaxMetrics:] {
+			delete(d.Metrics, k)
+		}
+		cut = append(cut, "metrics")
+	}
+	return cut
+}
+
+// truncate keeps at most n bytes of s, cut at a rune boundary, and notes the cut.
+func truncate(s string, n int) string {
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… [%d bytes cut]", len(s)-cut)
+}

@@ -1,0 +1,135 @@
+package projection
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miniray/miniray/pkg/events"
+)
+
+// withAttempt stamps evs as attempt id, shifted by offset seconds.
+func withAttempt(evs []events.Event, id string, offset float64) []events.Event {
+	out := make([]events.Event, len(evs))
+	for i, e := range evs {
+		e.Data.Attempt = id
+		e.Timestamp += offset
+		e.EventID = id + "-" + e.EventID
+		out[i] = e
+	}
+	return out
+}
+
+func TestRetryIsANewAttempt(t *testing.T) {
+	first := withAttempt(lifecycle("t1", 2, events.TaskFailed), "a1", 0)
+	second := withAttempt(lifecycle("t1", 3, events.TaskCompleted), "a2", 100)
+	all := append(append([]events.Event(nil), first...), second...)
+
+	want := New(nil)
+	applyAll(want, all)
+	got, _ := want.Get("t1")
+	if got.Status != Completed || len(got.Attempts) != 2 || got.EventCount != len(all) {
+		t.Fatalf("got %s with %d attempts, %d events", got.Status, len(got.Attempts), got.EventCount)
+	}
+	if a := got.Attempts[0]; a.Attempt != "a1" || a.Number != 1 || a.Status != Failed || a.Error != "boom" {
+		t.Fatalf("first attempt: got %+v", a)
+	}
+	if got.Error != "" || got.Duration != 4 {
+		t.Fatalf("the task shows the latest attempt: error %q duration %v", got.Error, got.Duration)
+	}
+
+	// Whatever order the two attempts' events arrive in, the end state is the same
+	// and, once the second attempt has begun, its status is the task's.
+	rng := rand.New(rand.NewPCG(7, 7))
+	for round := 0; round < 30; round++ {
+		shuffled := append([]events.Event(nil), all...)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		p := New(nil)
+		applyAll(p, shuffled)
+		assertSameTasks(t, want, p)
+	}
+
+	// In stream order the status never goes back to the first attempt's FAILED once
+	// the second attempt has started.
+	p := New(nil)
+	for i := range all {
+		p.Apply(uint64(i+1), &all[i])
+		task, _ := p.Get("t1")
+		if i >= len(first)+1 && task.Status == Failed {
+			t.Fatalf("after event %d the status flipped back to FAILED", i)
+		}
+	}
+}
+
+func TestHeartbeatsMoveLastSeenOnly(t *testing.T) {
+	evs := lifecycle("t1", 1, "")
+	p := New(nil)
+	applyAll(p, evs)
+	before, _ := p.Get("t1")
+
+	hb := events.New(events.TaskHeartbeat, "t1", events.TypeTraining, "job t1", events.Data{})
+	hb.Timestamp = evs[len(evs)-1].Timestamp + 10
+	p.Apply(10, &hb)
+	p.Apply(11, &hb)
+	after, _ := p.Get("t1")
+	if after.LastSeenAt != hb.Timestamp || after.EventCount != before.EventCount ||
+		len(after.History) != len(before.History) || after.Status != Running {
+		t.Fatalf("after heartbeats: %+v", after)
+	}
+
+	// A lost task that sends a heartbeat is running again.
+	lost := events.New(events.TaskLost, "t1", events.TypeTraining, "job t1",
+		events.Data{LastSeen: hb.Timestamp})
+	lost.Timestamp = hb.Timestamp + 30
+	p.Apply(12, &lost)
+	if task, _ := p.Get("t1"); task.Status != Lost {
+		t.Fatalf("got %s, want LOST", task.Status)
+	}
+	hb2 := hb
+	hb2.EventID, hb2.Timestamp = "hb2", hb.Timestamp+40
+	p.Apply(13, &hb2)
+	if task, _ := p.Get("t1"); task.Status != Running {
+		t.Fatalf("got %s, want RUNNING after a later heartbeat", task.Status)
+	}
+}
+
+func TestOversizedAndFutureEventsAreAdjusted(t *testing.T) {
+	p := New(nil)
+	evs := lifecycle("t1", 0, events.TaskFailed)
+	stored := time.Unix(1_700_000_100, 0)
+	evs[0].Data.Description = strings.Repeat("x", 5<<20)
+	evs[2].Timestamp = events.UnixSeconds(stored) + 10*365*24*3600
+	evs[2].Data.Stack = strings.Repeat("y", events.MaxTextLen+10)
+	for i := range evs {
+		b, _ := json.Marshal(evs[i])
+		if err := p.ApplyMsg(uint64(i+1), evs[i].Subject(), b, stored); err != nil && i != 0 {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	task, _ := p.Get("t1")
+	st := p.Stats()
+	// The 5 MiB event is larger than a message may be: skipped. The others apply.
+	if st.SkippedByKind[SkipTooLarge] != 1 || st.AdjustedByKind[AdjustBounded] != 1 ||
+		st.AdjustedByKind[AdjustClockAhead] != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if task.Status != Failed || task.FinishedAt != events.UnixSeconds(stored) ||
+		len(task.Stack) > events.MaxTextLen+64 || !strings.Contains(task.Stack, "bytes cut") {
+		t.Fatalf("task: status %s finished %v stack %d bytes", task.Status, task.FinishedAt, len(task.Stack))
+	}
+}
+
+func TestSilentTasks(t *testing.T) {
+	p := New(nil)
+	applyAll(p, withAttempt(lifecycle("run", 1, ""), "a1", 0))
+	applyAll(p, lifecycle("done", 1, events.TaskCompleted))
+	if s := p.Silent(time.Now().Add(-time.Hour)); len(s) != 0 {
+		t.Fatalf("heard from just now: got %v", s)
+	}
+	s := p.Silent(time.Now().Add(time.Second))
+	if len(s) != 1 || s[0].TaskID != "run" || s[0].Attempt != "a1" || s[0].LastSeenAt == 0 {
+		t.Fatalf("got %+v, want only the running task", s)
+	}
+}
