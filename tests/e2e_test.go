@@ -20,6 +20,7 @@ import (
 type system struct {
 	t         *testing.T
 	dataDir   string
+	spoolDir  string
 	natsAddr  string
 	httpAddr  string
 	collector *proc
@@ -30,6 +31,7 @@ func newSystem(t *testing.T) *system {
 	return &system{
 		t:        t,
 		dataDir:  filepath.Join(t.TempDir(), "data"),
+		spoolDir: filepath.Join(t.TempDir(), "spool"),
 		natsAddr: freeAddr(t),
 		httpAddr: freeAddr(t),
 	}
@@ -37,11 +39,14 @@ func newSystem(t *testing.T) *system {
 
 func (s *system) natsURL() string { return "nats://" + s.natsAddr }
 
-func (s *system) jobEnv() []string { return []string{"MINIRAY_NATS_URL=" + s.natsURL()} }
+func (s *system) jobEnv() []string {
+	return []string{"MINIRAY_NATS_URL=" + s.natsURL(), "MINIRAY_SPOOL_DIR=" + s.spoolDir}
+}
 
 func (s *system) startCollector() {
 	s.t.Helper()
-	s.collector = start(s.t, "collector", nil, "--data-dir", s.dataDir, "--nats-listen", s.natsAddr)
+	s.collector = start(s.t, "collector", nil, "--data-dir", s.dataDir, "--nats-listen", s.natsAddr,
+		"--spool-dir", s.spoolDir)
 	eventually(s.t, "collector ready", 30*time.Second, func() error {
 		nc, err := nats.Connect(s.natsURL())
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/miniray/miniray/internal/config"
 	"github.com/miniray/miniray/pkg/events"
+	"github.com/miniray/miniray/pkg/tracking"
 )
 
 var settings = append([]config.Setting{
@@ -16,17 +17,26 @@ var settings = append([]config.Setting{
 	{Key: "nats_listen", Default: "127.0.0.1:4222",
 		Usage: "client listen address of the embedded NATS server"},
 	{Key: "data_dir", Default: "./data", Usage: "data directory of the embedded NATS server"},
-	{Key: "sync_interval", Default: time.Duration(0),
-		Usage: "fsync interval of the embedded server's store; 0 keeps NATS's 2m, " +
-			"-1ns fsyncs every write"},
+	{Key: "sync_interval", Default: "1s",
+		Usage: "how often the embedded server fsyncs its store, or \"always\" " +
+			"to fsync every write"},
+	{Key: "lost_after", Default: 3 * tracking.DefaultHeartbeat,
+		Usage: "declare a running task lost after this long without a sign of life"},
+	{Key: "spool_dir", Default: tracking.SpoolDir(),
+		Usage: "spool directory of the jobs on this machine, sent when NATS is up; " +
+			"empty to not watch it"},
+	{Key: "spool_scan", Default: 5 * time.Second, Usage: "how often the spool dir is checked"},
 }, append(config.StoreSettings, config.LogSettings...)...)
 
 type settingsValues struct {
-	natsURL string
-	server  events.ServerConfig
-	store   events.StoreConfig
-	vals    *config.Values
-	log     *slog.Logger // the base logger, without a component
+	natsURL   string
+	lostAfter time.Duration
+	spoolDir  string
+	spoolScan time.Duration
+	server    events.ServerConfig
+	store     events.StoreConfig
+	vals      *config.Values
+	log       *slog.Logger // the base logger, without a component
 }
 
 func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
@@ -39,11 +49,14 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 		server: events.ServerConfig{
 			Listen:       vals.String("nats_listen"),
 			DataDir:      vals.String("data_dir"),
-			SyncInterval: vals.Duration("sync_interval"),
+			SyncInterval: syncInterval(vals),
 		},
-		store: vals.StoreConfig(),
-		vals:  vals,
-		log:   vals.Logger(stderr),
+		lostAfter: vals.Duration("lost_after"),
+		spoolDir:  vals.String("spool_dir"),
+		spoolScan: vals.Duration("spool_scan"),
+		store:     vals.StoreConfig(),
+		vals:      vals,
+		log:       vals.Logger(stderr),
 	}
 	if s.natsURL == "" {
 		if _, _, err := net.SplitHostPort(s.server.Listen); err != nil {
@@ -53,5 +66,24 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 			vals.Fail("data_dir", "must not be empty")
 		}
 	}
+	if s.lostAfter <= 0 {
+		vals.Fail("lost_after", "%s is not positive", s.lostAfter)
+	}
+	if s.spoolScan <= 0 {
+		vals.Fail("spool_scan", "%s is not positive", s.spoolScan)
+	}
 	return s, vals.Err()
+}
+
+// syncInterval reads sync_interval: a positive duration, or "always", which the
+// server config takes as a negative interval.
+func syncInterval(vals *config.Values) time.Duration {
+	if vals.String("sync_interval") == "always" {
+		return -1
+	}
+	d := vals.Duration("sync_interval")
+	if d <= 0 {
+		vals.Fail("sync_interval", "%s: want a positive duration or \"always\"", d)
+	}
+	return d
 }

@@ -7,9 +7,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,6 +20,7 @@ import (
 	"github.com/miniray/miniray/internal/config"
 	"github.com/miniray/miniray/internal/connect"
 	"github.com/miniray/miniray/pkg/events"
+	"github.com/miniray/miniray/pkg/tracking"
 )
 
 func main() {
@@ -64,14 +68,46 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 		return fmt.Errorf("provision store: %w", err)
 	}
 	log.Info("collector ready", "nats_url", url, "stream", events.StreamName,
-		"bucket", events.BucketName)
+		"bucket", events.BucketName, "lost_after", cfg.lostAfter, "spool_dir", cfg.spoolDir)
 	fmt.Fprintf(stdout, "miniray collector: NATS at %s\n", url)
+
+	var wg sync.WaitGroup
+	wd := newWatchdog(js, cfg.lostAfter, base)
+	wg.Go(func() {
+		if err := wd.run(ctx); err != nil {
+			log.Error("watchdog stopped", "error", err)
+		}
+	})
+	if cfg.spoolDir != "" {
+		wg.Go(func() { drainSpools(ctx, js, cfg.spoolDir, cfg.spoolScan, log) })
+	}
 
 	<-ctx.Done()
 	stopSignals()
 	log.Info("shutting down")
+	wg.Wait()
 	if err := nc.Drain(); err != nil {
 		log.Warn("drain nats connection", "error", err)
 	}
 	return nil
+}
+
+// drainSpools sends, every interval, the spool files that jobs on this machine left
+// behind while NATS could not be reached.
+func drainSpools(ctx context.Context, js jetstream.JetStream, dir string, every time.Duration,
+	log *slog.Logger) {
+	for {
+		n, err := tracking.DrainSpool(ctx, js, dir, log)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("send spool files", "dir", dir, "error", err)
+		case n > 0:
+			log.Info("sent spooled events", "dir", dir, "events", n)
+		}
+		select {
+		case <-time.After(every):
+		case <-ctx.Done():
+			return
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 func TestRun(t *testing.T) {
 	srv := natstest.Start(t)
 	t.Setenv("MINIRAY_NATS_URL", srv.ClientURL())
+	t.Setenv("MINIRAY_SPOOL_DIR", t.TempDir())
 	var stdout, stderr bytes.Buffer
 	if err := run(t.Context(), nil, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())

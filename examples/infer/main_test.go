@@ -14,6 +14,7 @@ import (
 func TestRun(t *testing.T) {
 	srv := natstest.Start(t)
 	t.Setenv("MINIRAY_NATS_URL", srv.ClientURL())
+	t.Setenv("MINIRAY_SPOOL_DIR", t.TempDir())
 	modelPath := writeModel(t)
 	tests := []struct {
 		name string

@@ -13,6 +13,7 @@ import (
 func TestRun(t *testing.T) {
 	srv := natstest.Start(t)
 	t.Setenv("MINIRAY_NATS_URL", srv.ClientURL())
+	t.Setenv("MINIRAY_SPOOL_DIR", t.TempDir())
 	var stdout, stderr bytes.Buffer
 	args := []string{"--name", "grid", "--lrs", "0.05,0.5", "--epochs", "10,40"}
 	if err := run(t.Context(), args, &stdout, &stderr); err != nil {

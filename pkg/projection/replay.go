@@ -31,6 +31,9 @@ type Replayer struct {
 	p             *Projection
 	log           *slog.Logger
 	FlushInterval time.Duration
+	// NoBucket keeps the task states in memory only, for readers such as the
+	// collector's watchdog that must not write the bucket the dashboard owns.
+	NoBucket bool
 
 	target  atomic.Uint64 // the stream's last sequence when the replay began
 	ready   atomic.Bool
@@ -94,7 +97,9 @@ func (r *Replayer) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Go(func() { r.flushLoop(ctx) })
+	if !r.NoBucket {
+		wg.Go(func() { r.flushLoop(ctx) })
+	}
 
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {

@@ -22,6 +22,10 @@ const DefaultURL = "nats://127.0.0.1:4222"
 // DefaultQueueSize is how many progress events may wait in memory for NATS.
 const DefaultQueueSize = 1 << 16
 
+// DefaultHeartbeat is how often a running task says it is alive, when
+// MINIRAY_HEARTBEAT_INTERVAL does not say otherwise.
+const DefaultHeartbeat = 10 * time.Second
+
 const (
 	defaultBatch = 1024
 	ackTimeout   = 5 * time.Second
@@ -33,6 +37,8 @@ type ClientOption func(*clientConfig)
 type clientConfig struct {
 	queueSize int
 	logger    *slog.Logger
+	spoolDir  string
+	heartbeat time.Duration
 }
 
 // WithQueueSize sets how many events may wait in memory for NATS before progress
@@ -40,6 +46,19 @@ type clientConfig struct {
 // dropped: there are a few per task.
 func WithQueueSize(n int) ClientOption {
 	return func(c *clientConfig) { c.queueSize = n }
+}
+
+// WithSpoolDir sets the directory of the spool that keeps events while NATS cannot
+// be reached; the default is [SpoolDir]. An empty string keeps them in memory only.
+func WithSpoolDir(dir string) ClientOption {
+	return func(c *clientConfig) { c.spoolDir = dir }
+}
+
+// WithHeartbeat sets how often a running task sends a heartbeat, by which the
+// collector tells a live task from a dead one; zero or less sends none. The default
+// is MINIRAY_HEARTBEAT_INTERVAL, or [DefaultHeartbeat].
+func WithHeartbeat(d time.Duration) ClientOption {
+	return func(c *clientConfig) { c.heartbeat = d }
 }
 
 // WithLogger sets the logger for warnings about the connection and dropped events.
@@ -66,14 +85,19 @@ type Client struct {
 
 	// queued and acked count events; Flush waits for acked to reach queued. They only
 	// grow, and the sender acknowledges in queue order, so acked <= queued always.
+	// spooled counts the events in this client's spool file, not yet acknowledged.
 	queued  atomic.Uint64
 	acked   atomic.Uint64
 	dropped atomic.Uint64
+	spooled atomic.Uint64
+
+	// Owned by the sender goroutine.
+	spool   *spoolFile
+	offline bool
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced whenever acked grows
+	changed chan struct{} // closed and replaced whenever acked or spooled grows
 	closed  bool
-	offline bool
 }
 
 // Connect returns a client for the NATS server at url. It does not wait for the
@@ -102,7 +126,11 @@ func Connect(url string, opts ...ClientOption) (*Client, error) {
 // NewClient returns a client that publishes over a connection the caller built and
 // keeps owning: Close does not close it.
 func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
-	cfg := clientConfig{queueSize: DefaultQueueSize}
+	cfg := clientConfig{
+		queueSize: DefaultQueueSize,
+		spoolDir:  SpoolDir(),
+		heartbeat: heartbeatFromEnv(),
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -128,6 +156,25 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 	}
 	go c.run()
 	return c, nil
+}
+
+func heartbeatFromEnv() time.Duration {
+	s := os.Getenv("MINIRAY_HEARTBEAT_INTERVAL")
+	if s == "" {
+		return DefaultHeartbeat
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		slog.Default().Warn("MINIRAY_HEARTBEAT_INTERVAL is not a duration, using the default",
+			"component", "tracking", "value", s, "default", DefaultHeartbeat)
+		return DefaultHeartbeat
+	}
+	return d
+}
+
+// Spooled returns how many events wait in this client's spool file.
+func (c *Client) Spooled() uint64 {
+	return c.spooled.Load()
 }
 
 // Dropped returns how many events were dropped because the queue stayed full.
@@ -178,16 +225,27 @@ func (c *Client) take(batch []events.Event, n int) []events.Event {
 // Flush waits until JetStream has acknowledged every event queued before the call,
 // or until ctx is done.
 func (c *Client) Flush(ctx context.Context) error {
+	return c.wait(ctx, false)
+}
+
+// wait waits for the events queued before the call to be acknowledged or, when
+// spoolOK is set, to be either acknowledged or safe in the spool while NATS is down.
+func (c *Client) wait(ctx context.Context, spoolOK bool) error {
 	target := c.queued.Load()
 	for {
 		c.mu.Lock()
 		ch := c.changed
 		c.mu.Unlock()
-		if c.acked.Load() >= target {
+		acked := c.acked.Load()
+		if acked >= target {
+			return nil
+		}
+		if spoolOK && acked+c.spooled.Load() >= target && !connected(c.nc) {
 			return nil
 		}
 		select {
 		case <-ch:
+		case <-time.After(100 * time.Millisecond): // the connection state has no signal
 		case <-c.done:
 			if c.acked.Load() >= target {
 				return nil
@@ -201,9 +259,11 @@ func (c *Client) Flush(ctx context.Context) error {
 	}
 }
 
-// Close flushes within ctx, stops the sender and, when the client made the
-// connection, closes it. Events still unacknowledged when ctx ends are reported in
-// the error.
+// Close waits within ctx until every queued event is acknowledged or, while NATS
+// cannot be reached, safe in the spool; then it stops the sender, which spools
+// whatever is still unsent, and closes the connection if the client made it. Spooled
+// events are sent by the next client or collector that runs on this machine. The
+// error reports events that were dropped or could not be spooled.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
@@ -213,120 +273,26 @@ func (c *Client) Close(ctx context.Context) error {
 	c.closed = true
 	c.mu.Unlock()
 
-	err := c.Flush(ctx)
+	err := c.wait(ctx, true)
 	close(c.stop)
 	<-c.done
 	if c.ownsConn {
 		c.nc.Close()
 	}
+	lost := c.queued.Load() - c.acked.Load() - c.spooled.Load()
+	if lost == 0 {
+		err = nil
+	} else {
+		err = fmt.Errorf("close: %d events neither acknowledged nor spooled: %w", lost, err)
+	}
 	if n := c.dropped.Load(); n > 0 {
-		err = errors.Join(err, fmt.Errorf("close: %d events were dropped on a full queue", n))
+		err = errors.Join(err, fmt.Errorf("close: %d progress events were dropped on a full queue", n))
+	}
+	if n := c.spooled.Load(); n > 0 {
+		c.log.Warn("events left in the spool, to be sent by the next job or the collector",
+			"events", n, "file", c.spool.path)
 	}
 	return err
-}
-
-// run is the sender: it takes batches off the queue and publishes each until
-// JetStream has acknowledged all of it, in queue order.
-func (c *Client) run() {
-	defer close(c.done)
-	batch := make([]events.Event, 0, defaultBatch)
-	for {
-		batch = c.take(batch, defaultBatch)
-		if len(batch) == 0 {
-			select {
-			case <-c.wake:
-				continue
-			case <-c.stop:
-				return
-			}
-		}
-		if !c.send(batch) {
-			return
-		}
-		c.acked.Add(uint64(len(batch)))
-		c.notify()
-	}
-}
-
-func (c *Client) notify() {
-	c.mu.Lock()
-	close(c.changed)
-	c.changed = make(chan struct{})
-	c.mu.Unlock()
-}
-
-// send publishes a batch and retries what failed, with backoff, until every event is
-// acknowledged. It returns false when the client is stopped first.
-func (c *Client) send(batch []events.Event) bool {
-	msgs := make([]*nats.Msg, 0, len(batch))
-	for i := range batch {
-		m, err := batch[i].Msg()
-		if err != nil {
-			// An event the tracking package built always encodes; count it as sent
-			// rather than retrying it forever.
-			c.log.Error("encode event", "event_id", batch[i].EventID, "error", err)
-			continue
-		}
-		msgs = append(msgs, m)
-	}
-
-	backoff := 50 * time.Millisecond
-	for len(msgs) > 0 {
-		if c.nc.Status() == nats.CONNECTED {
-			msgs = c.publish(msgs)
-		}
-		if len(msgs) == 0 {
-			break
-		}
-		c.setOffline(true, len(msgs))
-		select {
-		case <-time.After(backoff):
-		case <-c.stop:
-			return false
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
-	c.setOffline(false, 0)
-	return true
-}
-
-// publish sends msgs asynchronously and returns the ones that were not acknowledged.
-// A resend carries the same message id, so the server drops copies it already has.
-func (c *Client) publish(msgs []*nats.Msg) []*nats.Msg {
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	var failed []*nats.Msg
-	for i, m := range msgs {
-		f, err := c.js.PublishMsgAsync(m)
-		if err != nil {
-			failed = append(failed, msgs[i:]...)
-			futures = futures[:i]
-			break
-		}
-		futures[i] = f
-	}
-	for i, f := range futures {
-		select {
-		case <-f.Ok():
-		case <-f.Err():
-			failed = append(failed, msgs[i])
-		case <-c.stop:
-			failed = append(failed, msgs[i])
-		}
-	}
-	return failed
-}
-
-func (c *Client) setOffline(off bool, pending int) {
-	if c.offline == off {
-		return
-	}
-	c.offline = off
-	if off {
-		c.log.Warn("nats unreachable, events wait in memory",
-			"servers", c.nc.Servers(), "pending", pending)
-		return
-	}
-	c.log.Info("nats reachable again, events sent")
 }
 
 var (

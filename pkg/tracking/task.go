@@ -10,7 +10,10 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/nats-io/nuid"
 
 	"github.com/miniray/miniray/pkg/events"
 )
@@ -97,13 +100,16 @@ func wrap[In, Out any](tt events.TaskType, fn func(context.Context, In) (Out, er
 		if err != nil {
 			return out, err
 		}
+		stopBeat := t.beat()
 		defer func() {
 			if v := recover(); v != nil {
+				stopBeat()
 				t.panicked(v, debug.Stack())
 				panic(v)
 			}
 		}()
 		out, err = fn(withTask(ctx, t), in)
+		stopBeat()
 		t.finish(ctx, out, err)
 		return out, err
 	}
@@ -125,7 +131,7 @@ func start(ctx context.Context, tt events.TaskType, o options) (*Task, error) {
 	if c == nil {
 		c = Default()
 	}
-	t := &Task{client: c, id: id, typ: tt, name: o.name}
+	t := &Task{client: c, id: id, typ: tt, name: o.name, attempt: nuid.Next()}
 
 	t.emit(events.TaskSubmitted, events.Data{Description: o.description, ParentID: parent})
 	host, _ := os.Hostname()
@@ -171,10 +177,11 @@ func (t *Task) panicked(v any, stack []byte) {
 // Task is one running call of a wrapped job. A nil *Task is valid and reports nothing,
 // so that code which reads it from a context needs no checks.
 type Task struct {
-	client *Client
-	id     string
-	typ    events.TaskType
-	name   string
+	client  *Client
+	id      string
+	typ     events.TaskType
+	name    string
+	attempt string // one per call, so that a task id run again is a new attempt
 }
 
 type ctxKey struct{}
@@ -222,7 +229,37 @@ func (t *Task) emit(et events.Type, d events.Data) {
 	if t.client == nil {
 		return
 	}
+	d.Attempt = t.attempt
 	t.client.enqueue(events.New(et, t.id, t.typ, t.name, d))
+}
+
+// beat sends heartbeats until the returned function is called.
+func (t *Task) beat() (stop func()) {
+	if t.client == nil || t.client.cfg.heartbeat <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(t.client.cfg.heartbeat)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				t.emit(events.TaskHeartbeat, events.Data{})
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-stopped
+		})
+	}
 }
 
 func encodeParams(p any) json.RawMessage {
