@@ -27,6 +27,7 @@ var programs = map[string]string{
 	"infer":     "./examples/infer",
 	"tune":      "./examples/tune",
 	"fail":      "./examples/fail",
+	"jobber":    "./tests/jobber",
 }
 
 func TestMain(m *testing.M) {
