@@ -30,3 +30,8 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -count=1 -timeout 30m ./... "$@"
+
+# A short fuzzing run of the decoder and the fold on every test run, so that the
+# targets keep working; the corpus under testdata/fuzz holds past findings.
+go test -run='^$' -fuzz=FuzzDecode -fuzztime="${MINIRAY_FUZZTIME:-10s}" ./pkg/events
+go test -run='^$' -fuzz=FuzzFold -fuzztime="${MINIRAY_FUZZTIME:-10s}" ./pkg/projection

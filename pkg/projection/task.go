@@ -111,10 +111,16 @@ type foldState struct {
 	minTS      float64
 	progressTS float64
 	progressID string
-	metricTS   map[string]float64
+	metricAt   map[string]mark // which event each latest metric value came from
 	attempts   []*attemptState // by (first timestamp, attempt id)
 	lastSeq    uint64
 	heardAt    time.Time // when this process last applied an event of the task
+}
+
+// mark names an event by its place in the order (timestamp, event id).
+type mark struct {
+	ts float64
+	id string
 }
 
 // attemptState is the fold of one attempt's events.
@@ -199,14 +205,12 @@ func (t *Task) apply(e *events.Event, seq uint64) bool {
 	if e.Name != "" && (t.Name == "" || e.EventType == events.TaskSubmitted) {
 		t.Name = e.Name
 	}
-	if e.Timestamp > t.UpdatedAt {
-		t.UpdatedAt, t.UpdatedAtStr = e.Timestamp, e.TimestampStr
-	}
+	t.UpdatedAt = max(t.UpdatedAt, e.Timestamp)
 	if t.fold.minTS == 0 || e.Timestamp < t.fold.minTS {
 		t.fold.minTS = e.Timestamp
 	}
-	if e.EventType != events.TaskLost && e.Timestamp > t.LastSeenAt {
-		t.LastSeenAt, t.LastSeenAtStr = e.Timestamp, e.TimestampStr
+	if e.EventType != events.TaskLost {
+		t.LastSeenAt = max(t.LastSeenAt, e.Timestamp)
 	}
 
 	t.applyAttempt(e)
@@ -296,13 +300,14 @@ func (t *Task) applyProgress(e *events.Event) {
 	for k, v := range t.Metrics {
 		m[k] = v
 	}
-	if t.fold.metricTS == nil {
-		t.fold.metricTS = make(map[string]float64, len(d.Metrics))
+	if t.fold.metricAt == nil {
+		t.fold.metricAt = make(map[string]mark, len(d.Metrics))
 	}
 	for k, v := range d.Metrics {
-		if ts, ok := t.fold.metricTS[k]; !ok || e.Timestamp >= ts {
+		cur, ok := t.fold.metricAt[k]
+		if !ok || later2(e.Timestamp, e.EventID, cur.ts, cur.id) {
 			m[k] = v
-			t.fold.metricTS[k] = e.Timestamp
+			t.fold.metricAt[k] = mark{e.Timestamp, e.EventID}
 		}
 	}
 	t.Metrics = m
@@ -311,17 +316,16 @@ func (t *Task) applyProgress(e *events.Event) {
 // derive recomputes the fields that follow from the attempts: the first submission
 // describes the task, the latest attempt gives its status and run.
 func (t *Task) derive() {
-	t.CreatedAt, t.CreatedAtStr = 0, ""
-	t.Description, t.ParentID = "", ""
+	var first *HistoryEntry
 	for _, a := range t.fold.attempts {
-		if s := a.submitted; s != nil && (t.CreatedAt == 0 || s.Timestamp < t.CreatedAt) {
-			t.CreatedAt, t.CreatedAtStr = s.Timestamp, s.TimestampStr
-			t.Description, t.ParentID = s.Data.Description, s.Data.ParentID
+		if s := a.submitted; s != nil && (first == nil || later(first, s)) {
+			first = s
 		}
 	}
-	if t.CreatedAt == 0 {
-		t.CreatedAt = t.fold.minTS
-		t.CreatedAtStr = events.FormatTime(events.FromUnixSeconds(t.fold.minTS))
+	t.CreatedAt, t.Description, t.ParentID = t.fold.minTS, "", ""
+	if first != nil {
+		t.CreatedAt, t.Description, t.ParentID = first.Timestamp, first.Data.Description,
+			first.Data.ParentID
 	}
 
 	t.Attempts = t.Attempts[:0]
@@ -338,15 +342,15 @@ func (t *Task) derive() {
 
 	latest := t.fold.attempts[len(t.fold.attempts)-1]
 	t.Status = latest.status()
-	t.StartedAt, t.StartedAtStr, t.Params, t.Host, t.PID = 0, "", nil, "", 0
+	t.StartedAt, t.Params, t.Host, t.PID = 0, nil, "", 0
 	if s := latest.started; s != nil {
-		t.StartedAt, t.StartedAtStr = s.Timestamp, s.TimestampStr
+		t.StartedAt = s.Timestamp
 		t.Params, t.Host, t.PID = s.Data.Params, s.Data.Host, s.Data.PID
 	}
-	t.FinishedAt, t.FinishedAtStr, t.Duration = 0, "", 0
+	t.FinishedAt, t.Duration = 0, 0
 	t.Result, t.Error, t.Stack = nil, "", ""
 	if end := latest.terminal; end != nil {
-		t.FinishedAt, t.FinishedAtStr = end.Timestamp, end.TimestampStr
+		t.FinishedAt = end.Timestamp
 		t.Result, t.Error, t.Stack = end.Data.Result, end.Data.Error, end.Data.Stack
 		begin := t.StartedAt
 		if begin == 0 {
@@ -394,13 +398,26 @@ func (t *Task) insert(h HistoryEntry) {
 }
 
 // summary returns a copy of the task without its history, safe to use after the
-// projection's lock is released.
+// projection's lock is released. The _str times are written here, from the numbers,
+// rather than kept by the fold: copies are far rarer than events.
 func (t *Task) summary() Task {
 	c := *t
 	c.History = nil
 	c.Attempts = slices.Clone(t.Attempts)
 	c.fold = foldState{}
+	c.CreatedAtStr = timeStr(c.CreatedAt)
+	c.StartedAtStr = timeStr(c.StartedAt)
+	c.FinishedAtStr = timeStr(c.FinishedAt)
+	c.LastSeenAtStr = timeStr(c.LastSeenAt)
+	c.UpdatedAtStr = timeStr(c.UpdatedAt)
 	return c
+}
+
+func timeStr(ts float64) string {
+	if ts == 0 {
+		return ""
+	}
+	return events.FormatTime(events.FromUnixSeconds(ts))
 }
 
 // clone returns a full copy, history included.
