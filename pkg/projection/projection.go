@@ -42,13 +42,15 @@ type Projection struct {
 	tasks   map[string]*Task
 	order   []*Task // in order of first sight, for stable listing
 	applied uint64
-	skipped map[string]uint64
-	adjust  map[string]uint64
-	lastSeq uint64
-	version uint64 // grows with every change, for caches
-	dirty   map[string]struct{}
-	stats   *Stats // cached for version statsVersion
-	statsV  uint64
+	// heartbeats counts applied heartbeats, copies included.
+	heartbeats uint64
+	skipped    map[string]uint64
+	adjust     map[string]uint64
+	lastSeq    uint64
+	version    uint64 // grows with every change, for caches
+	dirty      map[string]struct{}
+	stats      *Stats // cached for version statsVersion
+	statsV     uint64
 
 	logged map[string]bool // skip kinds logged once already
 }
@@ -168,7 +170,13 @@ func (p *Projection) Apply(seq uint64, e *events.Event) bool {
 		return false
 	}
 	t.fold.heardAt = time.Now()
-	p.applied++
+	if e.EventType == events.TaskHeartbeat {
+		// Heartbeats are not deduplicated (they carry nothing a copy could double), so
+		// they are counted apart from the events a job reported.
+		p.heartbeats++
+	} else {
+		p.applied++
+	}
 	p.version++
 	p.dirty[e.TaskID] = struct{}{}
 	return true

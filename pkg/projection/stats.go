@@ -14,9 +14,11 @@ type Stats struct {
 	ByStatus map[Status]int          `json:"by_status"`
 	ByType   map[events.TaskType]int `json:"by_type"`
 	// SuccessRate is completed over finished tasks; null while none has finished.
-	SuccessRate   *float64          `json:"success_rate"`
-	Duration      DurationStats     `json:"duration"`
-	EventsApplied uint64            `json:"events_applied"`
+	SuccessRate   *float64      `json:"success_rate"`
+	Duration      DurationStats `json:"duration"`
+	EventsApplied uint64        `json:"events_applied"`
+	// Heartbeats counts applied heartbeats; they are not events_applied.
+	Heartbeats    uint64            `json:"heartbeats"`
 	EventsSkipped uint64            `json:"events_skipped"`
 	SkippedByKind map[string]uint64 `json:"skipped_by_kind"`
 	// EventsAdjusted counts applied events whose oversized fields were cut or whose
@@ -57,6 +59,7 @@ func (p *Projection) computeStats() Stats {
 		ByStatus:      make(map[Status]int, len(Statuses)),
 		ByType:        make(map[events.TaskType]int, len(events.TaskTypes)),
 		EventsApplied: p.applied,
+		Heartbeats:    p.heartbeats,
 		SkippedByKind: make(map[string]uint64, len(p.skipped)),
 	}
 	for _, st := range Statuses {
