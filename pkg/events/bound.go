@@ -31,7 +31,7 @@ func Bound(e *Event) []string {
 		{"reason", &d.Reason}, {"name", &e.Name},
 	} {
 		if len(*f.s) > MaxTextLen {
-			*f.s = truncate(*f.s, MaxTextLen)
+			*f.s = Truncate(*f.s, MaxTextLen)
 			cut = append(cut, f.name)
 		}
 	}
@@ -59,8 +59,12 @@ func Bound(e *Event) []string {
 	return cut
 }
 
-// truncate keeps at most n bytes of s, cut at a rune boundary, and notes the cut.
-func truncate(s string, n int) string {
+// Truncate keeps at most n bytes of s, cut at a rune boundary, and notes the cut.
+// A string of n bytes or fewer is returned as it is.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
 	cut := n
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--

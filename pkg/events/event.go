@@ -101,6 +101,13 @@ type Data struct {
 	LastSeen    float64         `json:"last_seen,omitempty"`
 }
 
+// The range of valid timestamps: 2000-01-01 to 9999-12-31 UTC. Outside it a time is
+// a bug in its producer, and past year 9999 it no longer formats as RFC 3339.
+const (
+	MinTimestamp = 946684800.0
+	MaxTimestamp = 253402300799.0
+)
+
 // TimeLayout is the layout of TimestampStr: RFC 3339 in UTC with microseconds.
 const TimeLayout = "2006-01-02T15:04:05.000000Z07:00"
 
@@ -155,12 +162,16 @@ func (e *Event) Validate() error {
 	if !e.EventType.Valid() {
 		return &FieldError{Field: "event_type", Msg: fmt.Sprintf("unknown event type %q", e.EventType)}
 	}
-	if math.IsNaN(e.Timestamp) || math.IsInf(e.Timestamp, 0) || e.Timestamp <= 0 {
-		return &FieldError{Field: "timestamp", Msg: "must be positive Unix seconds"}
+	if math.IsNaN(e.Timestamp) || e.Timestamp < MinTimestamp || e.Timestamp > MaxTimestamp {
+		return &FieldError{Field: "timestamp", Msg: fmt.Sprintf(
+			"%v is not Unix seconds between the years 2000 and 9999", e.Timestamp)}
 	}
 	if e.Data.ParentID != "" {
 		if err := ValidateTaskID(e.Data.ParentID); err != nil {
 			return &FieldError{Field: "data.parent_id", Msg: err.Error()}
+		}
+		if e.Data.ParentID == e.TaskID {
+			return &FieldError{Field: "data.parent_id", Msg: "a task cannot be its own parent"}
 		}
 	}
 	return nil

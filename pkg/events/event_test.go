@@ -92,13 +92,16 @@ func TestTaskIDs(t *testing.T) {
 		t.Fatal("two generated ids are equal")
 	}
 
-	bad := []string{"", "a.b", "a b", "a*", "a>", "ä", "a/b", "a\nb", strings.Repeat("x", 129)}
+	bad := []string{"", "a.b", "a b", "a*", "a>", "ä", "✓", "a/b", "a\nb", strings.Repeat("x", 129)}
 	for _, id := range bad {
 		err := events.ValidateTaskID(id)
 		var fe *events.FieldError
 		if !errors.As(err, &fe) || fe.Field != "task_id" {
 			t.Errorf("id %q: got %v, want a task_id field error", id, err)
 		}
+	}
+	if err := events.ValidateTaskID("✓"); !strings.Contains(err.Error(), "'✓'") {
+		t.Errorf("error names a byte, not the character: %v", err)
 	}
 	for _, id := range []string{"a", "run-7", "Training_ABC_09", strings.Repeat("x", 128)} {
 		if err := events.ValidateTaskID(id); err != nil {
@@ -133,6 +136,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"task type", mutate(func(e *events.Event) { e.TaskType = "x" }), events.ErrInvalid, "task_type"},
 		{"no event id", mutate(func(e *events.Event) { e.EventID = "" }), events.ErrInvalid, "event_id"},
 		{"no timestamp", mutate(func(e *events.Event) { e.Timestamp = 0 }), events.ErrInvalid, "timestamp"},
+		{"year 33658", mutate(func(e *events.Event) { e.Timestamp = 1e12 }), events.ErrInvalid, "timestamp"},
+		{"1970", mutate(func(e *events.Event) { e.Timestamp = 5 }), events.ErrInvalid, "timestamp"},
+		{"own parent", mutate(func(e *events.Event) { e.Data.ParentID = e.TaskID }), events.ErrInvalid,
+			"data.parent_id"},
 		{"parent", mutate(func(e *events.Event) { e.Data.ParentID = "x>" }), events.ErrInvalid,
 			"data.parent_id"},
 	}

@@ -46,13 +46,12 @@ func validateToken(id string) error {
 	if len(id) > MaxIDLen {
 		return fmt.Errorf("longer than %d characters", MaxIDLen)
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
+	for i, c := range id {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '_' || c == '-'
 		if !ok {
-			return fmt.Errorf("%q has %q at %d: only letters, digits, '_' and '-' are allowed",
-				id, c, i)
+			return fmt.Errorf("%q has %q at byte %d: only ASCII letters, digits, '_' and '-'"+
+				" are allowed", id, c, i)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -131,5 +132,28 @@ func TestSilentTasks(t *testing.T) {
 	s := p.Silent(time.Now().Add(time.Second))
 	if len(s) != 1 || s[0].TaskID != "run" || s[0].Attempt != "a1" || s[0].LastSeenAt == 0 {
 		t.Fatalf("got %+v, want only the running task", s)
+	}
+}
+
+func TestStateWithoutRoomKeepsNoHistory(t *testing.T) {
+	p := New(nil)
+	for i := 0; i < 20; i++ {
+		evs := withAttempt(lifecycle("big", 0, events.TaskFailed), fmt.Sprint("a", i), float64(i*10))
+		evs[len(evs)-1].Data.Error = strings.Repeat("e", events.MaxTextLen)
+		applyAll(p, evs)
+	}
+	task, _ := p.Get("big")
+	b, err := encodeForKV(&task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored Task
+	if err := json.Unmarshal(b, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > maxKVValue || stored.History != nil || stored.HistoryOmitted != 60 ||
+		stored.Status != Failed || len(stored.Attempts) != 20 {
+		t.Fatalf("got %d bytes, %d history, %d omitted, %s, %d attempts", len(b),
+			len(stored.History), stored.HistoryOmitted, stored.Status, len(stored.Attempts))
 	}
 }

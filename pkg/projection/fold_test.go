@@ -206,17 +206,23 @@ func TestApplyMsgSkipsBadMessages(t *testing.T) {
 	if err := p.ApplyMsg(200, good[0].Subject(), b, time.Time{}); !errors.Is(err, ErrSkipped) {
 		t.Fatalf("duplicate: got %v", err)
 	}
+	retyped := events.New(events.TaskFailed, "t1", events.TypeInference, "x", events.Data{})
+	b, _ = retyped.Encode()
+	if err := p.ApplyMsg(201, retyped.Subject(), b, time.Time{}); !errors.Is(err, ErrSkipped) {
+		t.Fatalf("another task type under the same id: got %v", err)
+	}
 
 	after, _ := p.Get("t1")
 	if !reflect.DeepEqual(before, after) {
 		t.Fatalf("bad messages changed the task:\n%+v\n%+v", before, after)
 	}
 	st := p.Stats()
-	if st.EventsSkipped != 5 || st.SkippedByKind[SkipDuplicate] != 1 || st.Total != 1 {
+	if st.EventsSkipped != 6 || st.SkippedByKind[SkipDuplicate] != 1 ||
+		st.SkippedByKind[SkipTaskType] != 1 || st.Total != 1 {
 		t.Fatalf("stats: got %+v", st)
 	}
-	if p.LastSeq() != 200 {
-		t.Fatalf("last seq: got %d, want 200", p.LastSeq())
+	if p.LastSeq() != 201 {
+		t.Fatalf("last seq: got %d, want 201", p.LastSeq())
 	}
 }
 

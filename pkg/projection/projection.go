@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"strings"
@@ -19,7 +20,8 @@ const (
 	SkipSubject   = "subject"   // the subject does not match the event inside
 	SkipTooLarge  = "too_large" // larger than MaxEventSize
 	SkipDuplicate = "duplicate" // an event id the task has already applied
-	skipKindCount = 5
+	SkipTaskType  = "task_type" // a task id already known with another task type
+	skipKindCount = 6
 )
 
 // Adjustment kinds: why an applied event was changed on its way into the read model.
@@ -99,8 +101,11 @@ func (p *Projection) ApplyMsg(seq uint64, subject string, data []byte, stored ti
 		e.Timestamp, e.TimestampStr = events.UnixSeconds(stored), events.FormatTime(stored)
 		p.adjusted(AdjustClockAhead, seq, "timestamp more than a day ahead of the stream")
 	}
-	if !p.Apply(seq, &e) {
-		return p.skip(seq, SkipDuplicate, errors.New("event "+e.EventID+" already applied"))
+	switch err := p.apply(seq, &e); {
+	case errors.Is(err, errDuplicate):
+		return p.skip(seq, SkipDuplicate, err)
+	case err != nil:
+		return p.skip(seq, SkipTaskType, err)
 	}
 	return nil
 }
@@ -153,21 +158,31 @@ func (p *Projection) adjusted(kind string, seq uint64, what string) {
 	}
 }
 
-// Apply folds a decoded, valid event into its task. It reports false when the task
-// had already applied the event's id.
+// Apply folds a decoded, valid event into its task. It reports false, changing
+// nothing, when the task had already applied the event's id, or when the task id is
+// known with another task type: an event cannot turn a training task into another.
 func (p *Projection) Apply(seq uint64, e *events.Event) bool {
+	return p.apply(seq, e) == nil
+}
+
+var errDuplicate = errors.New("event already applied")
+
+func (p *Projection) apply(seq uint64, e *events.Event) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
 	p.lastSeq = max(p.lastSeq, seq)
 	t, ok := p.tasks[e.TaskID]
+	if ok && t.Type != e.TaskType {
+		return fmt.Errorf("task %s is a %s task, not %s", e.TaskID, t.Type, e.TaskType)
+	}
 	if !ok {
 		t = newTask(e)
 		p.tasks[e.TaskID] = t
 		p.order = append(p.order, t)
 	}
 	if !t.apply(e, seq) {
-		return false
+		return fmt.Errorf("%w: %s", errDuplicate, e.EventID)
 	}
 	t.fold.heardAt = time.Now()
 	if e.EventType == events.TaskHeartbeat {
@@ -179,7 +194,7 @@ func (p *Projection) Apply(seq uint64, e *events.Event) bool {
 	}
 	p.version++
 	p.dirty[e.TaskID] = struct{}{}
-	return true
+	return nil
 }
 
 // Get returns a copy of one task's full state, history included.
@@ -198,6 +213,15 @@ func (p *Projection) LastSeq() uint64 {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.lastSeq
+}
+
+// Version returns a number that grows with every change of the projection, an
+// applied event or a skipped message. A reader that remembers it can tell, cheaply,
+// whether anything changed since it last looked.
+func (p *Projection) Version() uint64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.version
 }
 
 // Counts returns how many events were applied and how many messages were skipped,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,6 +195,8 @@ func (r *Replayer) Flush(ctx context.Context) error {
 		id := tasks[i].TaskID
 		value, err := encodeForKV(&tasks[i])
 		if err != nil {
+			// Not retried: the same state would not fit the next time either.
+			failed = append(failed, "")
 			errs = append(errs, err)
 			continue
 		}
@@ -217,7 +220,7 @@ func (r *Replayer) Flush(ctx context.Context) error {
 		}
 	}
 	if len(failed) > 0 {
-		r.p.markDirty(failed)
+		r.p.markDirty(slices.DeleteFunc(slices.Clone(failed), func(id string) bool { return id == "" }))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%d of %d task states not written: %w", len(failed), len(tasks),
@@ -227,8 +230,9 @@ func (r *Replayer) Flush(ctx context.Context) error {
 }
 
 // encodeForKV encodes a task's state for the bucket. A state too large for one value
-// keeps every lifecycle event and the latest progress events that fit; the number
-// left out is written in history_omitted. The stream keeps them all.
+// keeps every lifecycle event and the latest progress events that fit, or else no
+// history at all; the number left out is written in history_omitted. The stream and
+// the API keep them all.
 func encodeForKV(t *Task) ([]byte, error) {
 	b, err := json.Marshal(t)
 	if err != nil {
@@ -257,10 +261,22 @@ func encodeForKV(t *Task) ([]byte, error) {
 			return b, nil
 		}
 		if keep == 0 {
-			return nil, fmt.Errorf("task %s: state of %d bytes does not fit the bucket even"+
-				" without progress history", t.TaskID, len(b))
+			break
 		}
 	}
+
+	// Even the lifecycle events do not fit: the state goes without its history.
+	c := *t
+	c.History, c.HistoryOmitted = nil, len(full)
+	b, err = json.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("encode task %s: %w", t.TaskID, err)
+	}
+	if len(b) > maxKVValue {
+		return nil, fmt.Errorf("task %s: state of %d bytes does not fit the bucket even"+
+			" without its history", t.TaskID, len(b))
+	}
+	return b, nil
 }
 
 // trimProgress returns the history without its first n progress entries.

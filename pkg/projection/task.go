@@ -148,6 +148,9 @@ func (a *attemptState) status() Status {
 	}
 }
 
+// attemptErrorLen bounds the error text of each attempt in the attempts list.
+const attemptErrorLen = 512
+
 // seenLimit is the history length past which duplicate checks use a set instead of a
 // scan; most tasks have a handful of events and should not pay for a map.
 const seenLimit = 32
@@ -335,7 +338,10 @@ func (t *Task) derive() {
 			at.StartedAt = a.started.Timestamp
 		}
 		if a.terminal != nil {
-			at.FinishedAt, at.Error = a.terminal.Timestamp, a.terminal.Data.Error
+			// The list is a summary: the whole error is in the history and, for the
+			// latest attempt, in the task.
+			at.FinishedAt = a.terminal.Timestamp
+			at.Error = events.Truncate(a.terminal.Data.Error, attemptErrorLen)
 		}
 		t.Attempts = append(t.Attempts, at)
 	}
