@@ -4,6 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/miniray/miniray/internal/config"
@@ -45,9 +47,9 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 		return settingsValues{}, err
 	}
 	s := settingsValues{
-		natsURL: vals.String("nats_url"),
+		natsURL: vals.NATSURL("nats_url"),
 		server: events.ServerConfig{
-			Listen:       vals.String("nats_listen"),
+			Listen:       vals.Address("nats_listen"),
 			DataDir:      vals.String("data_dir"),
 			SyncInterval: syncInterval(vals),
 		},
@@ -58,12 +60,18 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 		vals:      vals,
 		log:       vals.Logger(stderr),
 	}
+	if ownAddress(s.natsURL, s.server.Listen) {
+		// The URL jobs use to reach this collector's own server (as in a shell where
+		// MINIRAY_NATS_URL is exported for them) means the embedded server.
+		s.natsURL = ""
+	}
 	if s.natsURL == "" {
-		if _, _, err := net.SplitHostPort(s.server.Listen); err != nil {
-			vals.Fail("nats_listen", "%v", err)
-		}
 		if s.server.DataDir == "" {
 			vals.Fail("data_dir", "must not be empty")
+		}
+		if s.store.Replicas > 1 {
+			vals.Fail("replicas", "%d needs a NATS cluster (nats_url); the embedded server"+
+				" is a single node", s.store.Replicas)
 		}
 	}
 	if s.lostAfter <= 0 {
@@ -86,4 +94,27 @@ func syncInterval(vals *config.Values) time.Duration {
 		vals.Fail("sync_interval", "%s: want a positive duration or \"always\"", d)
 	}
 	return d
+}
+
+// ownAddress reports whether natsURL is a single URL naming the embedded server's
+// listen address.
+func ownAddress(natsURL, listen string) bool {
+	if natsURL == "" || strings.Contains(natsURL, ",") {
+		return false
+	}
+	u, err := url.Parse(natsURL)
+	if err != nil || u.Scheme != "nats" {
+		return false
+	}
+	norm := func(hostport string) string {
+		host, port, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return hostport
+		}
+		if host == "localhost" {
+			host = "127.0.0.1"
+		}
+		return net.JoinHostPort(host, port)
+	}
+	return norm(u.Host) == norm(listen)
 }

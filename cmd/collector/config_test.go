@@ -28,3 +28,37 @@ func TestSyncIntervalAlways(t *testing.T) {
 		t.Fatal("sync interval 0s accepted")
 	}
 }
+
+func TestOwnAddressMeansEmbedded(t *testing.T) {
+	cases := []struct {
+		url, listen string
+		want        bool
+	}{
+		{"nats://127.0.0.1:4222", "127.0.0.1:4222", true},
+		{"nats://localhost:4222", "127.0.0.1:4222", true},
+		{"nats://127.0.0.1:4223", "127.0.0.1:4222", false},
+		{"nats://a:4222,nats://b:4222", "127.0.0.1:4222", false},
+		{"", "127.0.0.1:4222", false},
+	}
+	for _, c := range cases {
+		if got := ownAddress(c.url, c.listen); got != c.want {
+			t.Errorf("ownAddress(%q, %q): got %v, want %v", c.url, c.listen, got, c.want)
+		}
+	}
+	t.Setenv("MINIRAY_NATS_URL", "nats://127.0.0.1:4222")
+	cfg, err := loadConfig(nil, io.Discard)
+	if err != nil || cfg.natsURL != "" {
+		t.Fatalf("got %q %v, want the embedded server", cfg.natsURL, err)
+	}
+}
+
+func TestBadValuesRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"--nats-url", "   x"}, {"--nats-url", "http://a:1"}, {"--replicas", "3"},
+		{"--nats-listen", "127.0.0.1:99999"}, {"--lost-after", "0s"},
+	} {
+		if _, err := loadConfig(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

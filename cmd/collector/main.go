@@ -50,6 +50,10 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 		if err != nil {
 			return err
 		}
+		if !config.Loopback(cfg.server.Listen) {
+			log.Warn("nats listens beyond loopback without authentication: anyone who"+
+				" reaches it can read and publish events", "listen", cfg.server.Listen)
+		}
 		defer srv.Shutdown()
 		url = srv.ClientURL()
 		opts = append(opts, nats.InProcessServer(srv.NATS()))

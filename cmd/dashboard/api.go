@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -67,13 +68,23 @@ func (s *state) replay() replayState {
 	return rs
 }
 
-func newRouter(st *state, log *slog.Logger) *gin.Engine {
+func newRouter(st *state, log *slog.Logger) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// A trailing slash or a wrong method gets a JSON answer, not a redirect or an
+	// HTML page.
+	r.RedirectTrailingSlash = false
+	r.HandleMethodNotAllowed = true
+	r.NoMethod(func(c *gin.Context) {
+		apiError(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+
+			c.Request.URL.Path)
+	})
 	r.Use(recovery(log), requestLog(log), securityHeaders)
 
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) {
+	r.GET("/healthz", noParams, func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	})
+	r.GET("/readyz", noParams, func(c *gin.Context) {
 		rs := st.replay()
 		code := http.StatusOK
 		if !rs.Ready {
@@ -84,14 +95,14 @@ func newRouter(st *state, log *slog.Logger) *gin.Engine {
 
 	api := r.Group("/api")
 	api.GET("/tasks", listTasks(st, ""))
-	api.GET("/tasks/:id", getTask(st))
+	api.GET("/tasks/:id", noParams, getTask(st))
 	api.GET("/training-jobs", listTasks(st, events.TypeTraining))
 	api.GET("/inference-jobs", listTasks(st, events.TypeInference))
 	api.GET("/tuning-jobs", listTasks(st, events.TypeTuning))
-	api.GET("/stats", getStats(st))
+	api.GET("/stats", noParams, getStats(st))
 
 	r.NoRoute(staticFiles(webui.FS()))
-	return r
+	return headAsGet(r)
 }
 
 func apiError(c *gin.Context, code int, msg string) {
@@ -117,12 +128,17 @@ func listTasks(st *state, fixed events.TaskType) gin.HandlerFunc {
 			apiError(c, http.StatusBadRequest, err.Error())
 			return
 		}
+		// While the replay catches up a list is partial; say so.
+		c.Header("X-Miniray-Ready", strconv.FormatBool(st.replay().Ready))
 		c.JSON(http.StatusOK, page)
 	}
 }
 
 func parseQuery(c *gin.Context, fixed events.TaskType) (projection.Query, error) {
-	values := c.Request.URL.Query()
+	values, err := url.ParseQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		return projection.Query{}, errors.New("query string: " + err.Error())
+	}
 	for k, v := range values {
 		if !listParams[k] {
 			return projection.Query{}, errors.New("unknown query parameter " + strconv.Quote(k))
@@ -132,7 +148,7 @@ func parseQuery(c *gin.Context, fixed events.TaskType) (projection.Query, error)
 		}
 	}
 	q := projection.Query{
-		Type:     events.TaskType(values.Get("type")),
+		Type:     events.TaskType(strings.ToLower(values.Get("type"))),
 		Status:   projection.Status(strings.ToUpper(values.Get("status"))),
 		ParentID: values.Get("parent_id"),
 		Name:     values.Get("q"),
@@ -144,9 +160,11 @@ func parseQuery(c *gin.Context, fixed events.TaskType) (projection.Query, error)
 		}
 		q.Type = fixed
 	}
-	var err error
 	if q.Limit, err = intParam(values.Get("limit"), "limit"); err != nil {
 		return q, err
+	}
+	if values.Has("limit") && q.Limit == 0 {
+		return q, errors.New("limit: 0 is not between 1 and " + strconv.Itoa(projection.MaxLimit))
 	}
 	if q.Offset, err = intParam(values.Get("offset"), "offset"); err != nil {
 		return q, err
@@ -174,7 +192,11 @@ func getTask(st *state) gin.HandlerFunc {
 		}
 		t, ok := st.proj.Get(id)
 		if !ok {
-			apiError(c, http.StatusNotFound, "task "+id+" not found")
+			msg := "task " + id + " not found"
+			if rs := st.replay(); !rs.Ready {
+				msg += " (not ready: " + rs.Reason + "; it may still appear)"
+			}
+			apiError(c, http.StatusNotFound, msg)
 			return
 		}
 		c.JSON(http.StatusOK, t)
@@ -215,6 +237,25 @@ func staticFiles(files fs.FS) gin.HandlerFunc {
 		}
 		fileServer.ServeHTTP(c.Writer, c.Request)
 	}
+}
+
+// noParams refuses any query parameter on endpoints that take none.
+func noParams(c *gin.Context) {
+	if c.Request.URL.RawQuery != "" {
+		apiError(c, http.StatusBadRequest, c.Request.URL.Path+" takes no query parameters")
+	}
+}
+
+// headAsGet answers HEAD like GET for every route. The server still knows the
+// request was HEAD and sends no body.
+func headAsGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			r = r.Clone(r.Context())
+			r.Method = http.MethodGet
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // securityHeaders forbid inline scripts, framing and content sniffing: every string

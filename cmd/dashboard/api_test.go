@@ -66,6 +66,7 @@ func TestAPIAnswers(t *testing.T) {
 		{"/api/inference-jobs", 200, 1},
 		{"/api/tuning-jobs", 200, 0},
 		{"/api/tasks?q=OF%20C", 200, 1},
+		{"/api/tasks?type=TRAINING", 200, 2},
 	}
 	for _, c := range cases {
 		code, _, body := get(t, srv.URL+c.path)
@@ -106,6 +107,14 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		{"/api/tasks/a%2Eb", 400, "task_id"},
 		{"/api/nothing", 404, "/api/nothing"},
 		{"/no-such-file.js", 404, "not found"},
+		{"/api/tasks?q=%zz", 400, "query string"},
+		{"/api/tasks?q=%", 400, "query string"},
+		{"/api/tasks?limit=0", 400, "limit"},
+		{"/api/stats?x=1", 400, "no query parameters"},
+		{"/readyz?verbose=1", 400, "no query parameters"},
+		{"/api/tasks/a?x=1", 400, "no query parameters"},
+		{"/api/tasks/", 404, "/api/tasks/"},
+		{"/api/tasks/%E2%9C%93", 400, "'✓'"},
 	}
 	for _, c := range cases {
 		code, h, body := get(t, srv.URL+c.path)
@@ -123,8 +132,17 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Errorf("POST /api/tasks: got %d, want 404", resp.StatusCode)
+	if resp.StatusCode != 405 {
+		t.Errorf("POST /api/tasks: got %d, want 405", resp.StatusCode)
+	}
+	resp, err = http.Head(srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || len(body) != 0 {
+		t.Errorf("HEAD /readyz: got %d with %d bytes, want 503 and no body", resp.StatusCode, len(body))
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/miniray/miniray/internal/config"
@@ -33,8 +32,8 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 		return settingsValues{}, err
 	}
 	s := settingsValues{
-		natsURL: vals.String("nats_url"),
-		http:    vals.String("http"),
+		natsURL: vals.NATSURL("nats_url"),
+		http:    vals.Address("http"),
 		flush:   vals.Duration("flush_interval"),
 		store:   vals.StoreConfig(),
 		vals:    vals,
@@ -42,9 +41,6 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 	}
 	if s.natsURL == "" {
 		vals.Fail("nats_url", "must not be empty")
-	}
-	if _, _, err := net.SplitHostPort(s.http); err != nil {
-		vals.Fail("http", "%v", err)
 	}
 	if s.flush <= 0 {
 		vals.Fail("flush_interval", "%s is not positive", s.flush)

@@ -52,6 +52,10 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
 	log.Info("dashboard listening", "url", "http://"+ln.Addr().String())
+	if !config.Loopback(cfg.http) {
+		log.Warn("listening beyond loopback: anyone who reaches this address can read"+
+			" every task", "http", cfg.http)
+	}
 	fmt.Fprintf(stdout, "miniray dashboard: http://%s\n", ln.Addr())
 
 	replayCtx, stopReplay := context.WithCancel(context.Background())

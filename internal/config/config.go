@@ -8,14 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // EnvPrefix is the prefix of every environment variable miniray reads.
@@ -56,12 +60,14 @@ type Values struct {
 }
 
 // Load parses args against settings (plus --config) and reads the config file, if
-// one is named by --config or MINIRAY_CONFIG. An unknown flag, an unknown key in the
+// one is named by --config or MINIRAY_<PROGRAM>_CONFIG (each program has its own,
+// since each refuses the other's keys). An unknown flag, an unknown key in the
 // file, or an unreadable file is an error wrapping [ErrUsage].
 func Load(program string, args []string, settings []Setting, usageOut io.Writer) (*Values, error) {
 	fs := pflag.NewFlagSet(program, pflag.ContinueOnError)
 	fs.SetOutput(usageOut)
-	fs.String("config", "", "YAML config file (env "+EnvPrefix+"_CONFIG)")
+	configEnv := EnvPrefix + "_" + strings.ToUpper(program) + "_CONFIG"
+	fs.String("config", "", "YAML config file (env "+configEnv+")")
 	for _, s := range settings {
 		switch d := s.Default.(type) {
 		case string:
@@ -100,7 +106,7 @@ func Load(program string, args []string, settings []Setting, usageOut io.Writer)
 
 	file, _ := fs.GetString("config")
 	if file == "" {
-		file = os.Getenv(EnvPrefix + "_CONFIG")
+		file = os.Getenv(configEnv)
 	}
 	if file != "" {
 		if err := vals.readFile(file); err != nil {
@@ -112,6 +118,9 @@ func Load(program string, args []string, settings []Setting, usageOut io.Writer)
 
 func (vals *Values) readFile(file string) error {
 	vals.file = file
+	if err := oneDocument(file); err != nil {
+		return fmt.Errorf("%w: config file %s: %w", ErrUsage, file, err)
+	}
 	vals.v.SetConfigFile(file)
 	vals.v.SetConfigType("yaml")
 	if err := vals.v.ReadInConfig(); err != nil {
@@ -185,13 +194,69 @@ func (vals *Values) String(key string) string {
 	return s
 }
 
-// Int returns an integer setting.
+// Int returns an integer setting. A fraction is refused, not rounded.
 func (vals *Values) Int(key string) int {
-	n, err := cast.ToIntE(vals.v.Get(key))
+	raw := vals.v.Get(key)
+	var n int
+	var err error
+	switch v := raw.(type) {
+	case int:
+		n = v
+	case float64:
+		n = int(v)
+		if float64(n) != v {
+			err = errors.New("fraction")
+		}
+	case string:
+		n, err = strconv.Atoi(strings.TrimSpace(v))
+	default:
+		n, err = cast.ToIntE(v)
+	}
 	if err != nil {
-		vals.fail(key, fmt.Errorf("not an integer: %v", vals.v.Get(key)))
+		vals.fail(key, fmt.Errorf("not an integer: %v", raw))
 	}
 	return n
+}
+
+// Address returns a host:port setting; the port must be a number from 0 to 65535.
+func (vals *Values) Address(key string) string {
+	s := vals.String(key)
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		vals.fail(key, err)
+		return s
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		vals.fail(key, fmt.Errorf("port %q is not a number from 0 to 65535", port))
+	}
+	return s
+}
+
+// NATSURL returns a setting that holds one NATS URL or several separated by commas.
+// Each must have a nats, tls, ws or wss scheme and a host.
+func (vals *Values) NATSURL(key string) string {
+	s := strings.TrimSpace(vals.String(key))
+	if s == "" {
+		return ""
+	}
+	for _, one := range strings.Split(s, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil {
+			vals.fail(key, err)
+			return s
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			vals.fail(key, fmt.Errorf("%q: want a URL such as nats://127.0.0.1:4222", one))
+			return s
+		}
+		if u.Host == "" {
+			vals.fail(key, fmt.Errorf("%q has no host", one))
+			return s
+		}
+	}
+	return s
 }
 
 // Bool returns a boolean setting.
@@ -218,4 +283,45 @@ func (vals *Values) Duration(key string) time.Duration {
 	}
 	vals.fail(key, fmt.Errorf("not a duration such as 90s or 2m: %v", raw))
 	return 0
+}
+
+// oneDocument checks that a YAML file holds a single document: viper reads only the
+// first one, so the settings in any other would be silently ignored.
+func oneDocument(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	docs := 0
+	for {
+		var v any
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		docs++
+	}
+	if docs > 1 {
+		return fmt.Errorf("holds %d YAML documents; want one", docs)
+	}
+	return nil
+}
+
+// Loopback reports whether a listen address accepts connections from this machine
+// only.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -69,6 +69,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 			want: []string{"--replicas", "9"}},
 		{name: "unknown flag", args: []string{"--nats-ulr", "x"}, want: []string{"nats-ulr"}},
 		{name: "not yaml", file: "::: [", want: []string{"c.yaml"}},
+		{name: "two documents", file: "---\n---\nhttp: x:1\n", want: []string{"c.yaml", "documents"}},
+		{name: "fraction", file: "replicas: 1.5\n", want: []string{"replicas", "1.5"}},
+		{name: "window over age", args: []string{"--duplicate-window", "2h", "--max-age", "1h"},
+			want: []string{"duplicate-window"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -31,5 +31,8 @@ func (vals *Values) StoreConfig() events.StoreConfig {
 	if c.MaxAge < 0 {
 		vals.Fail("max_age", "%s is negative", c.MaxAge)
 	}
+	if c.MaxAge > 0 && c.Duplicates > c.MaxAge {
+		vals.Fail("duplicate_window", "%s is longer than max_age %s", c.Duplicates, c.MaxAge)
+	}
 	return c
 }

@@ -24,7 +24,9 @@ func NATS(ctx context.Context, url, name string, log *slog.Logger, opts ...nats.
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.Timeout(2 * time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", "error", err)
+			if err != nil { // nil when we close the connection ourselves
+				log.Warn("nats disconnected", "error", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
@@ -69,7 +71,7 @@ func Store(ctx context.Context, js jetstream.JetStream, c events.StoreConfig, up
 		for _, ch := range changes {
 			log.Info("store provisioned", "change", ch)
 		}
-		if err == nil || errors.Is(err, events.ErrStreamConflict) || ctx.Err() != nil {
+		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
 		log.Warn("jetstream not ready, retrying", "error", err)
@@ -80,4 +82,21 @@ func Store(ctx context.Context, js jetstream.JetStream, c events.StoreConfig, up
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// retryable reports whether a provisioning error may go away by itself: JetStream
+// not enabled or not ready yet, a timeout, no responders while a cluster forms. An
+// error the server gives for the request itself (replicas it cannot place, a
+// conflicting stream) will not.
+func retryable(err error) bool {
+	if errors.Is(err, events.ErrStreamConflict) || errors.Is(err, events.ErrInvalidStore) {
+		return false
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.Code == 408 ||
+			apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled ||
+			apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
+	}
+	return true
 }

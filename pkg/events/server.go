@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +51,9 @@ func StartServer(c ServerConfig) (*Server, error) {
 	port, err := strconv.Atoi(portStr)
 	if err != nil || port < -1 || port > 65535 {
 		return nil, fmt.Errorf("nats listen address %q: bad port", c.Listen)
+	}
+	if port == 0 {
+		port = -1 // the server reads 0 as its default port; -1 is "any free port"
 	}
 	if c.DataDir == "" {
 		return nil, errors.New("data directory: must be set")
@@ -97,15 +102,22 @@ func StartServer(c ServerConfig) (*Server, error) {
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
-	if !ns.ReadyForConnections(timeout) {
+	// Wait in short steps: a failure to listen is reported at once through the
+	// logger, and recovering a large store can take long.
+	deadline := time.Now().Add(timeout)
+	for !ns.ReadyForConnections(250 * time.Millisecond) {
+		msg := logger.failure()
+		if msg == "" && time.Now().Before(deadline) {
+			continue
+		}
 		ns.Shutdown()
 		lock.Close()
-		if msg := logger.fatal; msg != "" {
+		if msg != "" {
 			return nil, fmt.Errorf("start nats server: %s", msg)
 		}
 		return nil, fmt.Errorf("start nats server: not ready after %s", timeout)
 	}
-	if msg := logger.fatal; msg != "" || !ns.JetStreamEnabled() {
+	if msg := logger.failure(); msg != "" || !ns.JetStreamEnabled() {
 		ns.Shutdown()
 		lock.Close()
 		return nil, fmt.Errorf("start jetstream: %s", msg)
@@ -145,24 +157,44 @@ func lockDir(dir string) (*os.File, error) {
 
 // serverLogger turns the server's log calls into slog records. Fatalf must not exit
 // the process (a JetStream start failure is reported through it), so it is recorded
-// and turned into an error by StartServer.
+// and turned into an error by StartServer, as is an error logged before the server
+// is ready, such as a listen address in use.
 type serverLogger struct {
 	log   *slog.Logger
+	mu    sync.Mutex
 	fatal string
+}
+
+func (l *serverLogger) failure() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
+
+func (l *serverLogger) record(msg string) {
+	l.mu.Lock()
+	if l.fatal == "" {
+		l.fatal = msg
+	}
+	l.mu.Unlock()
 }
 
 // Noticef logs at debug level: the server's notices (its banner, its listeners) are
 // start-up detail that miniray's own log lines already summarise.
 func (l *serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Tracef(format string, v ...any)  {}
+func (l *serverLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "listen") {
+		l.record(msg)
+	}
+	l.log.Error(msg)
+}
+func (l *serverLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Tracef(format string, v ...any) {}
 
 func (l *serverLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	if l.fatal == "" {
-		l.fatal = msg
-	}
+	l.record(msg)
 	l.log.Error(msg)
 }

@@ -34,6 +34,9 @@ func DefaultStoreConfig() StoreConfig {
 	return StoreConfig{Replicas: 1, Duplicates: DefaultDuplicates}
 }
 
+// ErrInvalidStore is returned by [Provision] for a [StoreConfig] it cannot use.
+var ErrInvalidStore = errors.New("invalid store configuration")
+
 // ErrStreamConflict is returned by [Provision] when a stream named [StreamName]
 // exists with a configuration that miniray cannot use and must not overwrite.
 var ErrStreamConflict = errors.New("stream conflicts with miniray's configuration")
@@ -76,7 +79,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c StoreConfig) ([]strin
 
 func provision(ctx context.Context, js jetstream.JetStream, c StoreConfig, update bool) ([]string, error) {
 	if err := c.validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidStore, err)
 	}
 
 	changes, err := provisionStream(ctx, js, c, update)

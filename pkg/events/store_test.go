@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -128,5 +129,23 @@ func TestServerRestartKeepsEvents(t *testing.T) {
 	}
 	if n := st.CachedInfo().State.Msgs; n != 10 {
 		t.Fatalf("after restart: got %d messages, want 10", n)
+	}
+}
+
+func TestServerFailsFastOnABusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	start := time.Now()
+	_, err = events.StartServer(events.ServerConfig{Listen: busy.Addr().String(),
+		DataDir: t.TempDir(), ReadyTimeout: time.Minute})
+	if err == nil {
+		t.Fatal("started on a busy port")
+	}
+	// The failure is reported as soon as the listener fails, not at the timeout.
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("took %s to fail", d)
 	}
 }
