@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 nats_addr=${MINIRAY_NATS_LISTEN:-127.0.0.1:4222}
 http_addr=${MINIRAY_HTTP:-127.0.0.1:8080}
-export MINIRAY_NATS_URL="nats://$nats_addr"
+nats_url="nats://$nats_addr"
 
 echo "building..."
 go build -o bin/ ./cmd/collector ./cmd/dashboard \
@@ -25,42 +25,46 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# wait_for NAME PID HOST:PORT: waits until the address accepts connections, or fails
-# with the program's log if the program exits first.
+# wait_for NAME PID TEXT: waits until the program's log says TEXT, or fails with the
+# log if the program exits first. The log line, not an open port, tells that it is
+# our program that is ready and not something else on the same port.
 wait_for() {
-  local name=$1 pid=$2 host=${3%:*} port=${3##*:}
-  for _ in $(seq 1 300); do
+  local name=$1 pid=$2 text=$3
+  for _ in $(seq 1 600); do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "$name exited; its log (.demo/$name.log):" >&2
       cat ".demo/$name.log" >&2
       exit 1
     fi
-    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+    if grep -q "$text" ".demo/$name.log" 2>/dev/null; then
       return 0
     fi
     sleep 0.1
   done
-  echo "$name did not listen on $3 within 30s; see .demo/$name.log" >&2
+  echo "$name was not ready within 60s; see .demo/$name.log" >&2
   exit 1
 }
 
-bin/collector --data-dir .demo/data --nats-listen "$nats_addr" >.demo/collector.log 2>&1 &
+bin/collector --nats-url "" --data-dir .demo/data --nats-listen "$nats_addr" \
+  >.demo/collector.log 2>&1 &
 pids+=($!)
-wait_for collector "${pids[-1]}" "$nats_addr"
+wait_for collector "${pids[-1]}" "collector ready"
 
-bin/dashboard --nats-url "$MINIRAY_NATS_URL" --http "$http_addr" >.demo/dashboard.log 2>&1 &
+bin/dashboard --nats-url "$nats_url" --http "$http_addr" >.demo/dashboard.log 2>&1 &
 pids+=($!)
-wait_for dashboard "${pids[-1]}" "$http_addr"
+wait_for dashboard "${pids[-1]}" "projection caught up"
 
 echo "running the example jobs (their output is in .demo/jobs.log)..."
 {
+  echo "--- $(date -u +%FT%TZ)"
+  export MINIRAY_NATS_URL=$nats_url
   bin/train --epochs 100
   bin/infer
   bin/tune
   bin/fail
-} >.demo/jobs.log 2>&1 || echo "an example job failed; see .demo/jobs.log" >&2
+} >>.demo/jobs.log 2>&1 || echo "an example job failed; see .demo/jobs.log" >&2
 
 echo
 echo "miniray is up: dashboard at http://$http_addr"
-echo "NATS at $MINIRAY_NATS_URL; logs in .demo/. Press Ctrl-C to stop."
+echo "NATS at $nats_url; logs in .demo/. Press Ctrl-C to stop."
 wait

@@ -168,3 +168,26 @@ func TestDecodeFillsTimestampStr(t *testing.T) {
 		t.Fatalf("got %s, want %s", e.TimestampStr, want)
 	}
 }
+
+func TestMsgWithinShedsWhatDoesNotFit(t *testing.T) {
+	big := json.RawMessage(`"` + strings.Repeat("r", 600<<10) + `"`)
+	e := events.New(events.TaskCompleted, "t1", events.TypeTask, "n", events.Data{
+		Result: big, Params: json.RawMessage(`{"lr":0.1}`), Error: "",
+	})
+	m, err := e.MsgWithin(512 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := events.Decode(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Data.Result != nil || got.Data.Params != nil ||
+		!strings.Contains(got.Data.Reason, "params, result left out") || got.EventID != e.EventID {
+		t.Fatalf("got reason %q result %d bytes", got.Data.Reason, len(got.Data.Result))
+	}
+	small := events.New(events.TaskStarted, "t1", events.TypeTask, "n", events.Data{})
+	if m, err := small.MsgWithin(512 << 10); err != nil || strings.Contains(string(m.Data), "reason") {
+		t.Fatalf("a small event changed: %v %s", err, m.Data)
+	}
+}

@@ -181,10 +181,14 @@ func (p *Projection) apply(seq uint64, e *events.Event) error {
 		p.tasks[e.TaskID] = t
 		p.order = append(p.order, t)
 	}
+	prevSeen := t.LastSeenAt
 	if !t.apply(e, seq) {
 		return fmt.Errorf("%w: %s", errDuplicate, e.EventID)
 	}
-	t.fold.heardAt = time.Now()
+	// A copy of an old heartbeat, published again, is not news of the task.
+	if e.EventType != events.TaskHeartbeat || e.Timestamp > prevSeen {
+		t.fold.heardAt = time.Now()
+	}
 	if e.EventType == events.TaskHeartbeat {
 		// Heartbeats are not deduplicated (they carry nothing a copy could double), so
 		// they are counted apart from the events a job reported.

@@ -93,11 +93,11 @@ func (c *Client) publish(batch []events.Event) []events.Event {
 	futures := make([]jetstream.PubAckFuture, 0, len(batch))
 	var failed []events.Event
 	for i := range batch {
-		m, err := batch[i].Msg()
+		m, err := batch[i].MsgWithin(c.nc.MaxPayload())
 		if err != nil {
-			// An event the tracking package built always encodes; count it as sent
-			// rather than retrying it for ever.
-			c.log.Error("encode event", "event_id", batch[i].EventID, "error", err)
+			// Retrying cannot help an event that does not encode or fit: count it as
+			// sent rather than let it block every event behind it.
+			c.log.Error("event cannot be sent", "event_id", batch[i].EventID, "error", err)
 			futures = append(futures, nil)
 			continue
 		}
@@ -175,7 +175,7 @@ func (c *Client) sendSpool() bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*ackTimeout)
 	defer cancel()
-	if err := publishAll(ctx, c.js, evs); err != nil {
+	if err := publishAll(ctx, c.js, evs, c.log); err != nil {
 		return false
 	}
 	if err := c.spool.empty(); err != nil {

@@ -154,16 +154,20 @@ func readSpool(r io.Reader) ([]events.Event, int, error) {
 }
 
 // publishAll publishes events in order and waits until JetStream acknowledged every
-// one. A resend of an event it already has is dropped by its message id.
-func publishAll(ctx context.Context, js jetstream.JetStream, evs []events.Event) error {
+// one. A resend of an event it already has is dropped by its message id. An event
+// that cannot fit the server's max payload even cut down is logged and left out: it
+// would never be accepted, and would hold back all the others.
+func publishAll(ctx context.Context, js jetstream.JetStream, evs []events.Event, log *slog.Logger) error {
+	maxPayload := js.Conn().MaxPayload()
 	const chunk = 1024
 	for start := 0; start < len(evs); start += chunk {
 		part := evs[start:min(start+chunk, len(evs))]
 		futures := make([]jetstream.PubAckFuture, 0, len(part))
 		for i := range part {
-			m, err := part[i].Msg()
+			m, err := part[i].MsgWithin(maxPayload)
 			if err != nil {
-				return err
+				log.Error("spooled event cannot be sent", "event_id", part[i].EventID, "error", err)
+				continue
 			}
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {
@@ -204,15 +208,20 @@ func DrainSpool(ctx context.Context, js jetstream.JetStream, dir string, log *sl
 	}
 	slices.Sort(names)
 
+	// A file that cannot be sent now does not hold back the others.
 	sent := 0
+	var errs []error
 	for _, name := range names {
 		n, err := drainFile(ctx, js, filepath.Join(dir, name), log)
 		sent += n
 		if err != nil {
-			return sent, err
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
-	return sent, nil
+	return sent, errors.Join(errs...)
 }
 
 func drainFile(ctx context.Context, js jetstream.JetStream, path string, log *slog.Logger) (int, error) {
@@ -238,7 +247,7 @@ func drainFile(ctx context.Context, js jetstream.JetStream, path string, log *sl
 	if bad > 0 {
 		log.Warn("spool file has damaged records, skipped", "file", path, "records", bad)
 	}
-	if err := publishAll(ctx, js, evs); err != nil {
+	if err := publishAll(ctx, js, evs, log); err != nil {
 		return 0, err
 	}
 	if err := os.Remove(path); err != nil {

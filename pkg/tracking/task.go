@@ -230,7 +230,9 @@ func (t *Task) emit(et events.Type, d events.Data) {
 		return
 	}
 	d.Attempt = t.attempt
-	t.client.enqueue(events.New(et, t.id, t.typ, t.name, d))
+	e := events.New(et, t.id, t.typ, t.name, d)
+	events.Bound(&e)
+	t.client.enqueue(e)
 }
 
 // beat sends heartbeats until the returned function is called.
