@@ -21,19 +21,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
+	"github.com/miniray/miniray/examples/internal/cli"
 	"github.com/miniray/miniray/examples/internal/iris"
 	"github.com/miniray/miniray/pkg/events"
 	"github.com/miniray/miniray/pkg/tracking"
 )
-
-// closeTimeout bounds the wait for NATS to acknowledge the last events. It keeps
-// a program whose NATS is down from hanging; those events are then lost.
-const closeTimeout = 10 * time.Second
 
 // The measurement blanked in the export: row 42 (a setosa), petal_width.
 const (
@@ -41,26 +34,8 @@ const (
 	missingColumn = 3
 )
 
-// errUsage marks a bad command line; main exits with status 2 for it.
-var errUsage = errors.New("usage")
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal a second one should kill the program at once, even
-	// while it waits for NATS.
-	go func() { <-ctx.Done(); stop() }()
-
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "fail: %v\nit takes no arguments\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintf(os.Stderr, "fail: %v\n", err)
-		os.Exit(1)
-	}
+	cli.Main("fail", run)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -70,13 +45,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return fmt.Errorf("%w: %w", cli.ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+		return fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, nil)))
-	defer closeTracking(ctx)
+	defer cli.CloseTracking(ctx)
 
 	if err := runMissingValue(ctx, stdout); err != nil {
 		return err
@@ -226,15 +201,4 @@ func confusion(ctx context.Context, in scoring) ([][]int, error) {
 		})
 	}
 	return counts, nil
-}
-
-// closeTracking waits, for at most closeTimeout, until NATS has acknowledged every
-// event. It does not use ctx's cancellation: after a signal, the events still
-// queued include the one that says the task was cancelled.
-func closeTracking(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	defer cancel()
-	if err := tracking.Close(ctx); err != nil {
-		slog.Warn("tracking events not all delivered", "error", err)
-	}
 }

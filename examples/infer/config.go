@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/miniray/miniray/examples/internal/cli"
 	"github.com/miniray/miniray/examples/internal/iris"
 )
-
-// errUsage marks a bad command line; main exits with status 2 for it.
-var errUsage = errors.New("usage")
 
 type config struct {
 	name  string
@@ -35,13 +33,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
 		}
-		return c, fmt.Errorf("%w: %w", errUsage, err)
+		return c, fmt.Errorf("%w: %w", cli.ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+		return c, fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
 	}
 	if c.batch < 1 {
-		return c, fmt.Errorf("%w: --batch must be at least 1", errUsage)
+		return c, fmt.Errorf("%w: --batch must be at least 1", cli.ErrUsage)
 	}
 	return c, nil
 }

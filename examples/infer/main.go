@@ -11,45 +11,21 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
+	"github.com/miniray/miniray/examples/internal/cli"
 	"github.com/miniray/miniray/examples/internal/iris"
 	"github.com/miniray/miniray/pkg/tracking"
 )
-
-// closeTimeout bounds the wait for NATS to acknowledge the last events. It keeps
-// a program whose NATS is down from hanging; those events are then lost.
-const closeTimeout = 10 * time.Second
 
 // fallbackTraining is the model trained when no --model is given: enough epochs
 // for about 0.95 held-out accuracy, in a few milliseconds.
 var fallbackTraining = iris.Config{Epochs: 200, LearningRate: 0.1}
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal a second one should kill the program at once, even
-	// while it waits for NATS.
-	go func() { <-ctx.Done(); stop() }()
-
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "infer: %v\nrun 'infer -h' for the flags\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintf(os.Stderr, "infer: %v\n", err)
-		os.Exit(1)
-	}
+	cli.Main("infer", run)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,7 +34,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, nil)))
-	defer closeTracking(ctx)
+	defer cli.CloseTracking(ctx)
 
 	in, source, err := prepare(ctx, cfg)
 	if err != nil {
@@ -167,15 +143,4 @@ func classify(ctx context.Context, in input) (summary, error) {
 		task.Progress(end, n, map[string]float64{"accuracy": sum.Accuracy})
 	}
 	return sum, nil
-}
-
-// closeTracking waits, for at most closeTimeout, until NATS has acknowledged every
-// event. It does not use ctx's cancellation: after a signal, the events still
-// queued include the one that says the task was cancelled.
-func closeTracking(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	defer cancel()
-	if err := tracking.Close(ctx); err != nil {
-		slog.Warn("tracking events not all delivered", "error", err)
-	}
 }

@@ -9,41 +9,17 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
+	"github.com/miniray/miniray/examples/internal/cli"
 	"github.com/miniray/miniray/examples/internal/iris"
 	"github.com/miniray/miniray/pkg/tracking"
 )
 
-// closeTimeout bounds the wait for NATS to acknowledge the last events. It keeps
-// a program whose NATS is down from hanging; those events are then lost.
-const closeTimeout = 10 * time.Second
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal a second one should kill the program at once, even
-	// while it waits for NATS.
-	go func() { <-ctx.Done(); stop() }()
-
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "train: %v\nrun 'train -h' for the flags\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintf(os.Stderr, "train: %v\n", err)
-		os.Exit(1)
-	}
+	cli.Main("train", run)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,7 +28,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, nil)))
-	defer closeTracking(ctx)
+	defer cli.CloseTracking(ctx)
 
 	data, err := iris.Load()
 	if err != nil {
@@ -134,15 +110,4 @@ func trainModel(ctx context.Context, j job) (result, error) {
 		res.ModelPath = j.cfg.modelOut
 	}
 	return res, nil
-}
-
-// closeTracking waits, for at most closeTimeout, until NATS has acknowledged every
-// event. It does not use ctx's cancellation: after a signal, the events still
-// queued include the one that says the task was cancelled.
-func closeTracking(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	defer cancel()
-	if err := tracking.Close(ctx); err != nil {
-		slog.Warn("tracking events not all delivered", "error", err)
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/miniray/miniray/examples/internal/cli"
 	"github.com/miniray/miniray/examples/internal/iris"
 	"github.com/miniray/miniray/internal/natstest"
 	"github.com/miniray/miniray/pkg/events"
@@ -59,7 +60,7 @@ func TestRun(t *testing.T) {
 func TestRunUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	for _, args := range [][]string{{"--epochs", "0"}, {"--lr", "x"}, {"extra"}} {
-		if err := run(t.Context(), args, &stdout, &stderr); !errors.Is(err, errUsage) {
+		if err := run(t.Context(), args, &stdout, &stderr); !errors.Is(err, cli.ErrUsage) {
 			t.Errorf("%q: got error %v, want a usage error", args, err)
 		}
 	}

@@ -8,11 +8,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/miniray/miniray/examples/internal/cli"
 	"github.com/miniray/miniray/examples/internal/iris"
 )
-
-// errUsage marks a bad command line; main exits with status 2 for it.
-var errUsage = errors.New("usage")
 
 type config struct {
 	name   string
@@ -33,18 +31,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
 		}
-		return c, fmt.Errorf("%w: %w", errUsage, err)
+		return c, fmt.Errorf("%w: %w", cli.ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+		return c, fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
 	}
 
 	var err error
 	if c.lrs, err = parseList(*lrs, parsePositiveFloat); err != nil {
-		return c, fmt.Errorf("%w: --lrs: %w", errUsage, err)
+		return c, fmt.Errorf("%w: --lrs: %w", cli.ErrUsage, err)
 	}
 	if c.epochs, err = parseList(*epochs, parsePositiveInt); err != nil {
-		return c, fmt.Errorf("%w: --epochs: %w", errUsage, err)
+		return c, fmt.Errorf("%w: --epochs: %w", cli.ErrUsage, err)
 	}
 	return c, nil
 }
