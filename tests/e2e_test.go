@@ -21,6 +21,7 @@ type system struct {
 	t         *testing.T
 	dataDir   string
 	spoolDir  string
+	colHTTP   string // the collector's health and metrics listener
 	natsAddr  string
 	httpAddr  string
 	collector *proc
@@ -32,6 +33,7 @@ func newSystem(t *testing.T) *system {
 		t:        t,
 		dataDir:  filepath.Join(t.TempDir(), "data"),
 		spoolDir: filepath.Join(t.TempDir(), "spool"),
+		colHTTP:  freeAddr(t),
 		natsAddr: freeAddr(t),
 		httpAddr: freeAddr(t),
 	}
@@ -45,18 +47,7 @@ func (s *system) jobEnv() []string {
 
 func (s *system) startCollector() {
 	s.t.Helper()
-	s.collector = start(s.t, "collector", nil, "--data-dir", s.dataDir, "--nats-listen", s.natsAddr,
-		"--spool-dir", s.spoolDir)
-	eventually(s.t, "collector ready", 30*time.Second, func() error {
-		nc, err := nats.Connect(s.natsURL())
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		_, err = js.KeyValue(context.Background(), events.BucketName)
-		return err
-	})
+	s.startCollectorWith()
 }
 
 func (s *system) startDashboard() {

@@ -29,7 +29,7 @@ import (
 func (s *system) startCollectorWith(extra ...string) {
 	s.t.Helper()
 	args := append([]string{"--data-dir", s.dataDir, "--nats-listen", s.natsAddr,
-		"--spool-dir", s.spoolDir}, extra...)
+		"--spool-dir", s.spoolDir, "--http", s.colHTTP}, extra...)
 	s.collector = start(s.t, "collector", nil, args...)
 	eventually(s.t, "collector ready", 30*time.Second, func() error {
 		nc, err := nats.Connect(s.natsURL())

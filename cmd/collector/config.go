@@ -16,6 +16,8 @@ import (
 var settings = append([]config.Setting{
 	{Key: "nats_url", Default: "",
 		Usage: "NATS server or cluster to use; empty starts the embedded server"},
+	{Key: "http", Default: "127.0.0.1:8081",
+		Usage: "listen address of the health checks and the Prometheus metrics"},
 	{Key: "nats_listen", Default: "127.0.0.1:4222",
 		Usage: "client listen address of the embedded NATS server"},
 	{Key: "data_dir", Default: "./data", Usage: "data directory of the embedded NATS server"},
@@ -32,6 +34,7 @@ var settings = append([]config.Setting{
 
 type settingsValues struct {
 	natsURL   string
+	http      string
 	lostAfter time.Duration
 	spoolDir  string
 	spoolScan time.Duration
@@ -48,6 +51,7 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 	}
 	s := settingsValues{
 		natsURL: vals.NATSURL("nats_url"),
+		http:    vals.Address("http"),
 		server: events.ServerConfig{
 			Listen:       vals.Address("nats_listen"),
 			DataDir:      vals.String("data_dir"),

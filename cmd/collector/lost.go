@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/miniray/miniray/pkg/events"
 	"github.com/miniray/miniray/pkg/projection"
@@ -24,6 +25,7 @@ type watchdog struct {
 	replay    *projection.Replayer
 	lostAfter time.Duration
 	log       *slog.Logger
+	published prometheus.Counter // nil counts nothing
 }
 
 func newWatchdog(js jetstream.JetStream, lostAfter time.Duration, log *slog.Logger) *watchdog {
@@ -62,6 +64,9 @@ func (w *watchdog) check(ctx context.Context) {
 		if _, err := events.Publish(ctx, w.js, e); err != nil {
 			w.log.Warn("publish task_lost", "task_id", s.TaskID, "error", err)
 			continue
+		}
+		if w.published != nil {
+			w.published.Inc()
 		}
 		w.log.Info("task lost", "task_id", s.TaskID, "name", s.Name,
 			"last_seen", events.FormatTime(events.FromUnixSeconds(s.LastSeenAt)))

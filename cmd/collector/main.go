@@ -16,9 +16,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/miniray/miniray/internal/config"
 	"github.com/miniray/miniray/internal/connect"
+	"github.com/miniray/miniray/internal/metrics"
 	"github.com/miniray/miniray/pkg/events"
 	"github.com/miniray/miniray/pkg/tracking"
 )
@@ -39,6 +41,18 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 	}
 	base := cfg.log
 	log := base.With("component", "collector")
+
+	reg := metrics.NewRegistry()
+	st := newStatus(reg)
+	stopHTTP, err := serveHTTP(cfg.http, st, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+	if !config.Loopback(cfg.http) {
+		log.Warn("http listens beyond loopback: health checks and metrics are open to"+
+			" anyone who reaches it", "http", cfg.http)
+	}
 
 	url := cfg.natsURL
 	var opts []nats.Option
@@ -64,6 +78,7 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 		return err
 	}
 	defer nc.Close()
+	st.set(func(st *status) { st.nc = nc })
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream context: %w", err)
@@ -71,19 +86,23 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 	if err := connect.Store(ctx, js, cfg.store, true, log); err != nil {
 		return fmt.Errorf("provision store: %w", err)
 	}
+	st.set(func(st *status) { st.ready = true })
 	log.Info("collector ready", "nats_url", url, "stream", events.StreamName,
 		"bucket", events.BucketName, "lost_after", cfg.lostAfter, "spool_dir", cfg.spoolDir)
 	fmt.Fprintf(stdout, "miniray collector: NATS at %s\n", url)
 
 	var wg sync.WaitGroup
 	wd := newWatchdog(js, cfg.lostAfter, base)
+	wd.published = st.lostPublished
+	metrics.RegisterProjection(reg, wd.proj, func() metrics.ReplayState { return wd.replay })
+	st.set(func(st *status) { st.watchdog = wd })
 	wg.Go(func() {
 		if err := wd.run(ctx); err != nil {
 			log.Error("watchdog stopped", "error", err)
 		}
 	})
 	if cfg.spoolDir != "" {
-		wg.Go(func() { drainSpools(ctx, js, cfg.spoolDir, cfg.spoolScan, log) })
+		wg.Go(func() { drainSpools(ctx, js, cfg.spoolDir, cfg.spoolScan, st.spoolSent, log) })
 	}
 
 	<-ctx.Done()
@@ -99,9 +118,10 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 // drainSpools sends, every interval, the spool files that jobs on this machine left
 // behind while NATS could not be reached.
 func drainSpools(ctx context.Context, js jetstream.JetStream, dir string, every time.Duration,
-	log *slog.Logger) {
+	sent prometheus.Counter, log *slog.Logger) {
 	for {
 		n, err := tracking.DrainSpool(ctx, js, dir, log)
+		sent.Add(float64(n))
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Warn("send spool files", "dir", dir, "error", err)

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/nats-io/nats.go"
 
+	"github.com/miniray/miniray/internal/metrics"
 	"github.com/miniray/miniray/internal/webui"
 	"github.com/miniray/miniray/pkg/events"
 	"github.com/miniray/miniray/pkg/projection"
@@ -26,7 +28,30 @@ type state struct {
 
 	mu       sync.RWMutex
 	replayer *projection.Replayer
+	nc       *nats.Conn
 	err      error
+}
+
+func (s *state) setConn(nc *nats.Conn) {
+	s.mu.Lock()
+	s.nc = nc
+	s.mu.Unlock()
+}
+
+func (s *state) conn() *nats.Conn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nc
+}
+
+// replayState returns the replayer for the metrics, or nil before there is one.
+func (s *state) replayState() metrics.ReplayState {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.replayer == nil {
+		return nil
+	}
+	return s.replayer
 }
 
 func (s *state) setReplayer(r *projection.Replayer) {
@@ -79,7 +104,11 @@ func newRouter(st *state, log *slog.Logger) http.Handler {
 		apiError(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+
 			c.Request.URL.Path)
 	})
-	r.Use(recovery(log), requestLog(log), securityHeaders)
+	reg := metrics.NewRegistry()
+	metrics.RegisterProjection(reg, st.proj, st.replayState)
+	metrics.RegisterNATS(reg, st.conn)
+	r.Use(recovery(log), requestLog(log), securityHeaders, metrics.HTTP(reg))
+	r.GET("/metrics", noParams, gin.WrapH(metrics.Handler(reg)))
 
 	r.GET("/healthz", noParams, func(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"status": "ok"})

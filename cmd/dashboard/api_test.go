@@ -162,3 +162,28 @@ func TestReadyzAndPage(t *testing.T) {
 		t.Fatalf("page: got %d %q csp %q", code, h.Get("Content-Type"), csp)
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	srv, p := newTestServer(t)
+	addTask(p, "a", events.TypeTraining, events.TaskCompleted)
+	get(t, srv.URL+"/api/tasks")
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"miniray_events_applied_total 3",
+		`miniray_tasks{status="COMPLETED"} 1`,
+		`miniray_events_skipped_total{kind="malformed"} 0`,
+		"miniray_replay_ready 0",
+		"miniray_nats_connected 0",
+		`miniray_http_request_duration_seconds_count{code="200",method="GET",route="/api/tasks"} 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

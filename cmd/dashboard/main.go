@@ -93,6 +93,7 @@ func replay(ctx, replayCtx context.Context, cfg settingsValues, st *state, base 
 		return
 	}
 	defer nc.Close()
+	st.setConn(nc)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		log.Error("jetstream context", "error", err)

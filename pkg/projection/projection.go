@@ -30,6 +30,13 @@ const (
 	AdjustClockAhead = "clock_ahead" // a timestamp far after the stream stored the event
 )
 
+// SkipKinds and AdjustKinds list the kinds above, for reports that show zeros too.
+var (
+	SkipKinds = []string{SkipMalformed, SkipInvalid, SkipSubject, SkipTooLarge,
+		SkipDuplicate, SkipTaskType}
+	AdjustKinds = []string{AdjustBounded, AdjustClockAhead}
+)
+
 // MaxEventSize bounds one event on the stream. NATS bounds messages by its max
 // payload (1 MiB by default); a bigger server limit should not let one task's event
 // blow up the read model.

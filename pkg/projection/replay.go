@@ -37,6 +37,7 @@ type Replayer struct {
 	NoBucket bool
 
 	target  atomic.Uint64 // the stream's last sequence when the replay began
+	last    atomic.Uint64 // the stream's last sequence, refreshed while running
 	ready   atomic.Bool
 	readyCh chan struct{}
 	once    sync.Once
@@ -61,6 +62,12 @@ func (r *Replayer) Ready() bool { return r.ready.Load() }
 
 // Target returns the stream sequence the replay must reach to be ready.
 func (r *Replayer) Target() uint64 { return r.target.Load() }
+
+// StreamLastSeq returns the stream's last sequence as last seen: at start, then
+// refreshed every few seconds. With the projection's LastSeq it gives the lag.
+func (r *Replayer) StreamLastSeq() uint64 {
+	return max(r.last.Load(), r.p.LastSeq())
+}
 
 // WaitReady blocks until the replay has caught up or ctx is done.
 func (r *Replayer) WaitReady(ctx context.Context) error {
@@ -92,6 +99,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 	}
 	last := stream.CachedInfo().State.LastSeq
 	r.target.Store(last)
+	r.last.Store(last)
 	r.log.Info("replay started", "stream_last_seq", last)
 	if last == 0 || r.p.LastSeq() >= last {
 		r.markReady()
@@ -101,6 +109,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 	if !r.NoBucket {
 		wg.Go(func() { r.flushLoop(ctx) })
 	}
+	wg.Go(func() { r.watchStream(ctx, stream) })
 
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -117,6 +126,23 @@ func (r *Replayer) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// watchStream refreshes the stream's last sequence every few seconds, for the lag.
+func (r *Replayer) watchStream(ctx context.Context, stream jetstream.Stream) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			info, err := stream.Info(ctx)
+			if err == nil {
+				r.last.Store(info.State.LastSeq)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // consume reads the stream from sequence start with an ordered consumer, which keeps

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/miniray/miniray/internal/metrics"
+)
+
+// status is what the collector's health checks and metrics read. It is filled in as
+// the collector comes up.
+type status struct {
+	mu       sync.RWMutex
+	nc       *nats.Conn
+	ready    bool // the store is provisioned
+	watchdog *watchdog
+
+	lostPublished prometheus.Counter
+	spoolSent     prometheus.Counter
+}
+
+func newStatus(reg *prometheus.Registry) *status {
+	st := &status{
+		lostPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "miniray", Name: "lost_published_total",
+			Help: "task_lost events the watchdog published."}),
+		spoolSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "miniray", Name: "spool_events_sent_total",
+			Help: "Events the collector sent from jobs' spool files."}),
+	}
+	reg.MustRegister(st.lostPublished, st.spoolSent)
+	metrics.RegisterNATS(reg, st.conn)
+	return st
+}
+
+func (st *status) conn() *nats.Conn {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.nc
+}
+
+func (st *status) set(f func(st *status)) {
+	st.mu.Lock()
+	f(st)
+	st.mu.Unlock()
+}
+
+// readiness says whether the collector does its work, and if not, why.
+func (st *status) readiness() (bool, string) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	switch {
+	case st.nc == nil:
+		return false, "connecting to nats"
+	case !st.nc.IsConnected():
+		return false, "nats disconnected"
+	case !st.ready:
+		return false, "provisioning the stream and the bucket"
+	case st.watchdog != nil && !st.watchdog.replay.Ready():
+		return false, "watchdog replaying the stream"
+	}
+	return true, ""
+}
+
+// serveHTTP starts the collector's HTTP listener: health checks and metrics. It
+// listens before anything else starts, so that a busy port fails at once.
+func serveHTTP(addr string, st *status, reg *prometheus.Registry, log *slog.Logger) (
+	stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery(), metrics.HTTP(reg))
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", func(c *gin.Context) {
+		ok, reason := st.readiness()
+		if !ok {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"ready": false, "reason": reason})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"ready": true})
+	})
+	r.GET("/metrics", gin.WrapH(metrics.Handler(reg)))
+	r.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": "no such endpoint: " + c.Request.URL.Path})
+	})
+
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve http", "error", err)
+		}
+	}()
+	log.Info("collector http listening", "url", "http://"+ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
