@@ -28,6 +28,13 @@ if [ -n "$unformatted" ]; then
   echo "$unformatted" >&2
   exit 1
 fi
+# The page's chart library: install the pinned npm package, so that the tests can
+# check the vendored copy in internal/webui/static/vendor byte for byte against it.
+if command -v npm >/dev/null 2>&1; then
+  (cd web && npm ci --ignore-scripts --no-audit --no-fund --silent) ||
+    echo "npm ci failed: the vendored chart library is checked against the lock file only" >&2
+fi
+
 go vet ./...
 go test -count=1 -timeout 30m ./... "$@"
 

@@ -39,6 +39,7 @@ func newFakeDashboard(tb testing.TB, failLists int) *fakeDashboard {
 	}
 	stats, tasks, children, task := canned("stats.json"), canned("tasks.json"),
 		canned("children.json"), canned("task.json")
+	trials, series := canned("trials.json"), canned("series.json")
 
 	d := &fakeDashboard{failLists: failLists}
 	files := http.FileServer(http.FS(FS()))
@@ -64,9 +65,16 @@ func newFakeDashboard(tb testing.TB, failLists int) *fakeDashboard {
 			api(http.StatusOK, tasks)
 		case p == "/api/tasks/task_xss":
 			api(http.StatusOK, task)
+		case p == "/api/tasks/task_xss/trials":
+			api(http.StatusOK, trials)
+		case p == "/api/tasks/task_xss/metrics":
+			api(http.StatusOK, series)
+		case p == "/api/stream":
+			// No stream here: the page must fall back to polling.
+			api(http.StatusNotFound, []byte(`{"error":"no such endpoint"}`))
 		case strings.HasPrefix(p, "/api/"):
 			api(http.StatusNotFound, []byte(`{"error":"task not found"}`))
-		case p == "/" || p == "/app.js" || p == "/style.css" || p == "/favicon.svg":
+		case pageFiles[p]:
 			files.ServeHTTP(w, r)
 		default:
 			// An <img src=x> from a fixture that was parsed as HTML lands here.
@@ -76,6 +84,13 @@ func newFakeDashboard(tb testing.TB, failLists int) *fakeDashboard {
 	}))
 	tb.Cleanup(d.Close)
 	return d
+}
+
+// pageFiles are the paths the page may load besides the API.
+var pageFiles = map[string]bool{
+	"/": true, "/app.js": true, "/charts.js": true, "/list.js": true, "/task.js": true,
+	"/style.css": true, "/favicon.svg": true,
+	"/vendor/uPlot.iife.min.js": true, "/vendor/uPlot.min.css": true,
 }
 
 func (d *fakeDashboard) record(list *[]string, s string) {
@@ -167,7 +182,8 @@ func TestPageInChromium(t *testing.T) {
 				"Showing 1–8 of 123",
 				`class="badge s-failed"`,
 				`<span class="mval">NaN</span>`,
-				`class="ready live"`,
+				`class="ready polling"`,
+				`aria-label="Show the trials of iris-sweep"`,
 			},
 			wantAPI:   []string{"/api/stats", "/api/tasks?sort=-created_at&limit=50&offset=0"},
 			wantCalls: [2]int{2, -1}, // polled
@@ -202,14 +218,21 @@ func TestPageInChromium(t *testing.T) {
 				`"html": "&lt;i&gt;x&lt;/i&gt;"`,
 				`href="#/task/tuning_iris"`,
 				`&lt;img src=x onerror=alert(1)&gt;-child</a>`,
+				`<span class="chart-title">&lt;img src=x onerror=alert(1)&gt;</span>`,
+				`data-points="2" data-gaps="1"`,
+				`id="trials-chart" class="chart" data-series="2" data-points="5"`,
+				`<option value="&lt;b&gt;m&lt;/b&gt;">&lt;b&gt;m&lt;/b&gt;</option>`,
+				`&lt;i&gt;p&lt;/i&gt;</th>`,
+				`"&lt;u&gt;v&lt;/u&gt;"</td>`,
 				"task_failed",
-				"History <span",
+				"Timeline <span",
 			},
 			wantAPI: []string{
 				"/api/tasks/task_xss",
-				"/api/tasks?parent_id=task_xss&sort=created_at&limit=100",
+				"/api/tasks/task_xss/trials",
+				"/api/tasks/task_xss/metrics",
 			},
-			wantCalls: [2]int{2, 2}, // finished: loaded once, with its children
+			wantCalls: [2]int{3, 3}, // finished: loaded once, with its trials and series
 		},
 		{
 			name:      "missing task",

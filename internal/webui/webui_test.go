@@ -21,7 +21,10 @@ func readStatic(tb testing.TB, name string) string {
 }
 
 func TestFSHasPageFiles(t *testing.T) {
-	for _, name := range []string{"index.html", "app.js", "style.css", "favicon.svg"} {
+	names := []string{"index.html", "app.js", "charts.js", "list.js", "task.js", "style.css",
+		"favicon.svg",
+		"vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "vendor/uPlot.LICENSE"}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			if got := readStatic(t, name); strings.TrimSpace(got) == "" {
 				t.Errorf("got an empty %s, want content", name)
@@ -62,39 +65,57 @@ func TestIndexHTMLIsSelfContained(t *testing.T) {
 		}
 	}
 
+	// The chart library first, then the page's own scripts that use it; defer runs
+	// them in this order once the document is parsed.
+	want := []string{"vendor/uPlot.iife.min.js", "charts.js", "app.js", "list.js", "task.js"}
 	scripts := scriptRe.FindAllStringSubmatch(html, -1)
-	if len(scripts) != 1 {
-		t.Fatalf("got %d script elements, want 1", len(scripts))
+	if len(scripts) != len(want) {
+		t.Fatalf("got %d script elements, want %d", len(scripts), len(want))
 	}
-	attrs, body := scripts[0][1], scripts[0][2]
-	if strings.TrimSpace(body) != "" {
-		t.Errorf("got inline script body %q, want none", body)
-	}
-	if !strings.Contains(attrs, `src="app.js"`) || !strings.Contains(attrs, "defer") {
-		t.Errorf(`got script attributes %q, want src="app.js" and defer`, attrs)
+	for i, sc := range scripts {
+		attrs, body := sc[1], sc[2]
+		if strings.TrimSpace(body) != "" {
+			t.Errorf("got inline script body %q, want none", body)
+		}
+		if !strings.Contains(attrs, `src="`+want[i]+`"`) || !strings.Contains(attrs, "defer") {
+			t.Errorf(`got script attributes %q, want src=%q and defer`, attrs, want[i])
+		}
 	}
 	if strings.Contains(strings.ToLower(html), "<style") {
 		t.Error(`got a <style> element, want styles only in style.css`)
 	}
 }
 
+// ownScripts are the page's scripts, as opposed to the vendored library.
+var ownScripts = []string{"app.js", "charts.js", "list.js", "task.js"}
+
 func TestScriptUsesNoHTMLSinks(t *testing.T) {
-	js := readStatic(t, "app.js")
 	sinks := []string{
 		"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
 		"DOMParser", "createContextualFragment", "eval(", "new Function",
+		"setAttribute(\"style", ".cssText",
 	}
-	for _, s := range sinks {
-		if strings.Contains(js, s) {
-			t.Errorf("got %q in app.js, want job data set only as text", s)
+	for _, name := range ownScripts {
+		js := readStatic(t, name)
+		for _, s := range sinks {
+			if strings.Contains(js, s) {
+				t.Errorf("got %q in %s, want job data set only as text", s, name)
+			}
 		}
 	}
 }
 
 func TestAssetsLoadNothingExternal(t *testing.T) {
-	for _, name := range []string{"app.js", "style.css"} {
+	for _, name := range append(ownScripts, "style.css", "vendor/uPlot.min.css") {
 		if m := urlRe.FindString(readStatic(t, name)); m != "" {
 			t.Errorf("got external URL %q in %s, want none", m, name)
+		}
+	}
+	// The library names its home in a comment; it must not load anything.
+	lib := readStatic(t, "vendor/uPlot.iife.min.js")
+	for _, s := range []string{"fetch(", "XMLHttpRequest", "importScripts", "WebSocket"} {
+		if strings.Contains(lib, s) {
+			t.Errorf("got %q in the vendored uPlot, want a library that loads nothing", s)
 		}
 	}
 	if strings.Contains(readStatic(t, "style.css"), "@import") {
@@ -106,7 +127,10 @@ func TestAssetsLoadNothingExternal(t *testing.T) {
 // byId would return null and the page would stop at the first use.
 func TestScriptFindsItsElements(t *testing.T) {
 	html := readStatic(t, "index.html")
-	js := readStatic(t, "app.js")
+	var js string
+	for _, name := range ownScripts {
+		js += readStatic(t, name)
+	}
 	ids := map[string]bool{}
 	for _, m := range regexp.MustCompile(`\sid="([^"]+)"`).FindAllStringSubmatch(html, -1) {
 		if ids[m[1]] {
@@ -136,6 +160,9 @@ func TestServedByFileServer(t *testing.T) {
 		{"/app.js", "javascript", `"use strict"`},
 		{"/style.css", "text/css", "prefers-color-scheme: dark"},
 		{"/favicon.svg", "image/svg+xml", "<svg"},
+		{"/charts.js", "javascript", "uPlot"},
+		{"/vendor/uPlot.iife.min.js", "javascript", "var uPlot="},
+		{"/vendor/uPlot.min.css", "text/css", ".uplot"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {

@@ -1,16 +1,34 @@
 // The miniray dashboard page: a task list (#/) and a page per task (#/task/<id>),
-// fed by the dashboard's REST API and refreshed by polling.
+// fed by the dashboard's REST API and kept current by its event stream.
+//
+// The page listens to /api/stream (Server-Sent Events): each "change" event carries
+// the statistics and the projection's version, and a new version makes the page
+// refetch what it shows. When the stream breaks, for example while the dashboard
+// restarts, the page polls every two seconds until the stream is back; it keeps its
+// state meanwhile, and the state worth keeping across a reload (the list's filters,
+// the open task, the metric its trials are compared by) lives in the URL fragment.
 //
 // Every string that comes from a job (names, params, errors, metric names...)
 // reaches the DOM through textContent or a property set from here, never through
 // HTML parsing: a task named "<img onerror=...>" must show those characters.
 // The page also runs under "Content-Security-Policy: default-src 'self'", so all
-// behaviour lives in this file and no style attribute is written in markup.
+// behaviour lives in scripts and no style attribute is written in markup.
 "use strict";
 
-// Polling period, and how long one request may take before it counts as failed.
+// Polling period while the stream is down, and how long one request may take
+// before it counts as failed.
 const POLL_MS = 2000;
 const REQUEST_TIMEOUT_MS = 10000;
+
+// The stream reconnects by itself after a network error; after a refusal (an
+// error status) the page tries again, waiting longer each time up to the maximum.
+const RECONNECT_MIN_MS = 1000;
+const RECONNECT_MAX_MS = 15000;
+
+// Refreshes that the stream asks for are at least this far apart, and twice as
+// far as the last one took, so that a page showing a huge task does not spend all
+// its time reloading it.
+const MIN_REFRESH_GAP_MS = 250;
 
 // Typing in the search box updates the list after this pause, not on every key.
 const SEARCH_DELAY_MS = 300;
@@ -19,6 +37,9 @@ const DEFAULT_LIMIT = 50;
 const DEFAULT_SORT = "-created_at";
 const CHILD_LIMIT = 100;
 const ROW_METRICS = 3;
+const HISTORY_ROWS = 200;
+// Columns of params in the trials table; a sweep rarely varies more.
+const TRIAL_PARAMS = 12;
 
 const TYPES = ["training", "inference", "tuning", "task"];
 const STATUSES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "LOST"];
@@ -26,23 +47,48 @@ const SORTS = [
   "created_at", "-created_at", "updated_at", "-updated_at", "name", "-name",
   "status", "-status", "duration", "-duration",
 ];
+const ORDERS = ["min", "max"];
 
 // LOST is not an end: a lost task that reports again is running again.
 const FINISHED = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 const byId = (id) => document.getElementById(id);
 
-// app is the page's whole mutable state.
+// app is the page's mutable state.
 const app = {
-  route: null, // {view: "list", query} or {view: "task", id}
+  route: null, // {view: "list", query} or {view: "task", id, metric, order}
   gen: 0, // bumped on every navigation, so that late answers for the old view are dropped
-  timer: 0,
+  timer: 0, // the next poll, while the stream is down
   paused: false, // polling stopped while the tab is hidden
+  stale: false, // a change came while the tab was hidden
   inflight: null, // AbortController of the running refresh
+  pending: false, // a change came during the running refresh
+  paceTimer: 0, // a refresh held back to keep refreshes apart
+  lastStart: 0, // when the last refresh started, and how long it took (ms)
+  lastTook: 0,
   searchTimer: 0,
   lastListHash: "#/",
+  list: null, // {query, page, children}: the list as last shown
+  expanded: new Set(), // tasks whose child tasks are shown under them in the list
+  kids: new Map(), // task id -> how many child tasks it had when last expanded
+  names: new Map(), // task id -> name, for links to parents
   taskDone: false,
+  task: null, // the task as last shown
+  seriesKey: "",
   historyKey: "",
+  historyAll: false,
+  charts: new Map(), // metric name -> its card on the task page
+  trialsChart: null,
+};
+
+// live is the state of the event stream.
+const live = {
+  es: null,
+  connected: false,
+  version: null,
+  retryMs: RECONNECT_MIN_MS,
+  retryTimer: 0,
+  stats: null, // the latest statistics, from the stream or a poll
 };
 
 // ---- errors and fetching
@@ -135,7 +181,7 @@ function el(tag, className, text) {
   return e;
 }
 
-// setText changes an element's text only when it differs, so that polling does not
+// setText changes an element's text only when it differs, so that updates do not
 // wipe a text selection or make screen readers announce unchanged content.
 function setText(e, text) {
   const s = text === undefined || text === null ? "" : String(text);
@@ -144,11 +190,15 @@ function setText(e, text) {
   }
 }
 
+function setAttr(e, name, value) {
+  if (e.getAttribute(name) !== value) {
+    e.setAttribute(name, value);
+  }
+}
+
 function setLink(a, href) {
   if (href) {
-    if (a.getAttribute("href") !== href) {
-      a.setAttribute("href", href);
-    }
+    setAttr(a, "href", href);
     a.removeAttribute("aria-disabled");
   } else {
     a.removeAttribute("href");
@@ -197,14 +247,7 @@ function formatDuration(s) {
 // "NaN", "+Inf" and "-Inf" that stand for non-finite values are shown as sent.
 function formatValue(v) {
   if (typeof v === "number") {
-    const a = Math.abs(v);
-    if (Number.isInteger(v) && a < 1e9) {
-      return String(v);
-    }
-    if (a !== 0 && (a < 1e-3 || a >= 1e6)) {
-      return v.toExponential(3).replace(/\.?0+e/, "e");
-    }
-    return String(Number(v.toPrecision(5)));
+    return Charts.formatNumber(v);
   }
   if (typeof v === "string") {
     return v;
@@ -250,6 +293,18 @@ function fullTime(sec) {
   return d ? fullFmt.format(d) : "";
 }
 
+// stampTime is a local time to the millisecond, year first: short enough for the
+// task summary and unambiguous in any locale.
+function stampTime(sec) {
+  const d = toDate(sec);
+  if (!d) {
+    return "";
+  }
+  const ms = String(d.getMilliseconds()).padStart(3, "0");
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ` +
+    `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}.${ms}`;
+}
+
 function setTime(e, sec, iso) {
   setText(e, shortTime(sec));
   const title = fullTime(sec);
@@ -275,6 +330,28 @@ function durationOf(t) {
   return { text: "", running: false };
 }
 
+// setDuration writes a duration into e; a running one is kept ticking by
+// tickDurations.
+function setDuration(e, t, suffix) {
+  const d = durationOf(t);
+  setText(e, d.text && d.running && suffix ? d.text + suffix : d.text);
+  e.classList.toggle("running", d.running);
+  if (d.running) {
+    e.dataset.started = String(t.started_at);
+    e.dataset.suffix = suffix || "";
+  } else {
+    delete e.dataset.started;
+  }
+}
+
+function tickDurations() {
+  for (const e of document.querySelectorAll("[data-started]")) {
+    const t = { started_at: Number(e.dataset.started), status: "RUNNING" };
+    const d = durationOf(t);
+    setText(e, d.text + (e.dataset.suffix || ""));
+  }
+}
+
 // ---- routes
 
 function oneOf(v, allowed) {
@@ -288,6 +365,8 @@ function intIn(v, min, max, dflt) {
 
 function parseRoute(hash) {
   const h = hash.replace(/^#/, "");
+  const qi = h.indexOf("?");
+  const p = new URLSearchParams(qi >= 0 ? h.slice(qi + 1) : "");
   const m = /^\/task\/([^?]+)/.exec(h);
   if (m) {
     let id = m[1];
@@ -296,10 +375,9 @@ function parseRoute(hash) {
     } catch {
       // a malformed escape: use the id as written, the API will answer 404
     }
-    return { view: "task", id };
+    const metric = p.get("metric") ?? "";
+    return { view: "task", id, metric, order: oneOf(p.get("order"), ORDERS) };
   }
-  const qi = h.indexOf("?");
-  const p = new URLSearchParams(qi >= 0 ? h.slice(qi + 1) : "");
   return {
     view: "list",
     query: {
@@ -335,15 +413,23 @@ function listHash(q) {
   return s ? "#/?" + s : "#/";
 }
 
-function taskHash(id) {
-  return "#/task/" + encodeURIComponent(id);
+function taskHash(id, opts) {
+  const p = new URLSearchParams();
+  if (opts && opts.metric) {
+    p.set("metric", opts.metric);
+  }
+  if (opts && opts.order) {
+    p.set("order", opts.order);
+  }
+  const s = p.toString();
+  return "#/task/" + encodeURIComponent(id) + (s ? "?" + s : "");
 }
 
 function defaultQuery() {
   return parseRoute("#/").query;
 }
 
-// ---- polling
+// ---- navigation and refreshing
 
 function navigate() {
   const prev = app.route;
@@ -361,6 +447,7 @@ function navigate() {
     }
   }
   if (route.view === "list") {
+    clearTaskView();
     app.lastListHash = listHash(route.query);
     byId("back-link").setAttribute("href", app.lastListHash);
     syncFilters(route.query);
@@ -370,6 +457,9 @@ function navigate() {
     document.title = "miniray";
   } else if (!sameTask) {
     resetTaskView(route.id);
+  } else {
+    // Another metric or order for the trials: a finished task loads once more.
+    app.taskDone = false;
   }
   refresh();
 }
@@ -377,17 +467,51 @@ function navigate() {
 function stopRefresh() {
   clearTimeout(app.timer);
   app.timer = 0;
+  clearTimeout(app.paceTimer);
+  app.paceTimer = 0;
   app.paused = false;
+  app.pending = false;
   if (app.inflight) {
     app.inflight.abort();
     app.inflight = null;
   }
 }
 
-function schedule() {
+// requestRefresh reloads the view after a change. Changes that come while a
+// refresh runs are folded into one more refresh after it.
+function requestRefresh() {
+  if (document.hidden) {
+    app.stale = true;
+    return;
+  }
+  if (app.inflight) {
+    app.pending = true;
+    return;
+  }
+  const gap = Math.max(MIN_REFRESH_GAP_MS, 2 * app.lastTook);
+  const wait = gap - (performance.now() - app.lastStart);
+  if (wait > 0) {
+    if (!app.paceTimer) {
+      app.paceTimer = setTimeout(() => {
+        app.paceTimer = 0;
+        requestRefresh();
+      }, wait);
+    }
+    return;
+  }
+  clearTimeout(app.timer);
+  app.timer = 0;
+  refresh();
+}
+
+// schedulePoll plans the next refresh while the stream is down.
+function schedulePoll() {
   clearTimeout(app.timer);
   app.timer = setTimeout(() => {
     app.timer = 0;
+    if (live.connected) {
+      return;
+    }
     if (document.hidden) {
       app.paused = true;
       return;
@@ -396,29 +520,37 @@ function schedule() {
   }, POLL_MS);
 }
 
-// refresh loads what the current view shows, renders it unless the user has moved
-// on meanwhile, and schedules the next round whatever happened: the dashboard may be
-// restarting, and the page should recover by itself when it is back.
+// refresh loads what the current view shows and renders it unless the user has
+// moved on meanwhile. Without the stream it schedules the next round whatever
+// happened: the dashboard may be restarting, and the page should recover by itself
+// when it is back.
 async function refresh() {
   const gen = app.gen;
   const route = app.route;
   const ctl = new AbortController();
   app.inflight = ctl;
+  app.pending = false;
+  app.stale = false;
+  app.lastStart = performance.now();
   const timeout = setTimeout(() => {
     ctl.abort(new NetworkError(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`));
   }, REQUEST_TIMEOUT_MS);
 
-  const jobs = [loadStats(ctl.signal, gen)];
+  const jobs = [];
+  if (!live.connected) {
+    jobs.push(loadStats(ctl.signal, gen));
+  }
   if (route.view === "list") {
     jobs.push(loadList(route.query, ctl.signal, gen));
   } else if (!app.taskDone) {
-    jobs.push(loadTask(route.id, ctl.signal, gen));
+    jobs.push(loadTask(route, ctl.signal, gen));
   }
   const results = await Promise.allSettled(jobs);
   clearTimeout(timeout);
   if (gen !== app.gen) {
     return;
   }
+  app.lastTook = performance.now() - app.lastStart;
 
   app.inflight = null;
   const failed = results.find((r) => r.status === "rejected");
@@ -427,15 +559,72 @@ async function refresh() {
   } else {
     hideError();
   }
-  schedule();
+  if (app.pending) {
+    requestRefresh();
+  } else if (!live.connected) {
+    schedulePoll();
+  }
 }
 
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && app.paused) {
+  if (!document.hidden && (app.paused || app.stale)) {
     app.paused = false;
-    refresh();
+    requestRefresh();
   }
 });
+
+// ---- the event stream
+
+// connectStream opens /api/stream. While it is open the page refreshes on its
+// events and does not poll; when it breaks the page polls until it is back.
+function connectStream() {
+  clearTimeout(live.retryTimer);
+  if (typeof EventSource !== "function") {
+    return; // polling only
+  }
+  const es = new EventSource("/api/stream");
+  live.es = es;
+  es.addEventListener("open", () => {
+    live.connected = true;
+    live.version = null; // a restarted dashboard counts its versions anew
+    live.retryMs = RECONNECT_MIN_MS;
+    clearTimeout(app.timer);
+    app.timer = 0;
+  });
+  es.addEventListener("change", (ev) => {
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (msg && msg.stats && typeof msg.stats === "object") {
+      renderStats(msg.stats);
+    }
+    if (msg && msg.version !== live.version) {
+      live.version = msg.version;
+      requestRefresh();
+    }
+  });
+  es.addEventListener("error", () => {
+    const wasConnected = live.connected;
+    live.connected = false;
+    if (wasConnected) {
+      setReady("offline", "reconnecting…");
+      requestRefresh(); // shows whether the API answers, and polls from then on
+    }
+    if (es.readyState === EventSource.CLOSED) {
+      // Refused, not merely broken: the browser gives up, the page does not.
+      es.close();
+      live.es = null;
+      live.retryTimer = setTimeout(connectStream, live.retryMs);
+      live.retryMs = Math.min(2 * live.retryMs, RECONNECT_MAX_MS);
+      if (!app.timer && !app.inflight) {
+        schedulePoll();
+      }
+    }
+  });
+}
 
 // ---- header statistics
 
@@ -480,6 +669,7 @@ function buildStats() {
   statsSlots.success = group("Success");
   statsSlots.duration = group("Duration");
   statsSlots.events = group("Events");
+  statsSlots.replay = group("Replay");
 }
 
 function setReady(state, text) {
@@ -503,6 +693,7 @@ function count(v) {
 }
 
 function renderStats(s) {
+  live.stats = s;
   setText(statsSlots.total, count(s.total));
   for (const st of STATUSES) {
     setText(statsSlots.status[st], count(s.by_status && s.by_status[st]));
@@ -517,543 +708,35 @@ function renderStats(s) {
     ? (s.success_rate * 100).toFixed(1) + "%"
     : "–";
   setText(statsSlots.success, rate);
+  statsSlots.success.title = `${count(s.by_status && s.by_status.COMPLETED)} completed ` +
+    `of ${count(finished)} finished`;
 
   const d = s.duration || {};
   const p50 = formatDuration(d.p50) || "–";
   const p95 = formatDuration(d.p95) || "–";
   setText(statsSlots.duration, `p50 ${p50} · p95 ${p95}`);
+  statsSlots.duration.title = `mean ${formatDuration(d.mean) || "–"} over ` +
+    `${count(d.count)} finished tasks`;
   const applied = count(s.events_applied);
   setText(statsSlots.events, `${applied} applied · ${count(s.events_skipped)} skipped`);
 
+  const r = s.replay || {};
+  const appliedSeq = Number(r.applied_seq) || 0;
+  const target = Number(r.target_seq) || 0;
+  const lag = Math.max(0, target - appliedSeq);
   if (s.ready) {
-    setReady("live", "live");
+    setText(statsSlots.replay, `ready · lag ${lag.toLocaleString()}`);
+    setReady(live.connected ? "live" : "polling", live.connected ? "live" : "polling");
+  } else if (target > 0) {
+    const pct = Math.min(100, Math.floor((100 * appliedSeq) / target));
+    const text = `replaying ${pct}% · lag ${lag.toLocaleString()}`;
+    setText(statsSlots.replay, text);
+    setReady("replaying", `replaying ${count(appliedSeq)} / ${count(target)}`);
   } else {
-    const r = s.replay || {};
-    const done = count(r.applied_seq);
-    const target = count(r.target_seq);
-    setReady("replaying", `replaying ${done} / ${target}`);
+    setText(statsSlots.replay, r.reason || "starting");
+    setReady("replaying", r.reason || "starting");
   }
 }
-
-// ---- task rows, shared by the list and the child tasks of a task
-
-const rowParts = new WeakMap();
-
-function newTaskRow() {
-  const tr = el("tr");
-  const p = {
-    badge: el("span", "badge"),
-    type: el("span", "type"),
-    link: el("a", "name"),
-    bar: el("progress"),
-    step: el("span", "step"),
-    metrics: el("td", "metrics opt"),
-    metricsKey: null,
-    duration: el("td", "num"),
-    created: el("time"),
-  };
-  const cell = (cls, ...children) => {
-    const td = el("td", cls);
-    td.append(...children);
-    return td;
-  };
-  tr.append(
-    cell("", p.badge),
-    cell("", p.type),
-    cell("name-cell", p.link),
-    cell("progress-cell", p.bar, p.step),
-    p.metrics,
-    p.duration,
-    cell("opt nowrap", p.created),
-  );
-  rowParts.set(tr, p);
-  return tr;
-}
-
-function setProgress(bar, label, t) {
-  const step = Number(t.progress && t.progress.step) || 0;
-  const total = Number(t.progress && t.progress.total) || 0;
-  if (bar.dataset.status !== t.status) {
-    bar.dataset.status = t.status || "";
-  }
-  if (total > 0) {
-    bar.hidden = false;
-    bar.max = total;
-    bar.value = Math.min(Math.max(step, 0), total);
-    setText(label, `${step} / ${total}`);
-    const pct = `${Math.floor((100 * Math.min(step, total)) / total)}%`;
-    if (bar.title !== pct) {
-      bar.title = pct;
-    }
-    bar.setAttribute("aria-label", `step ${step} of ${total}`);
-  } else {
-    bar.hidden = true;
-    setText(label, step > 0 ? `step ${step}` : "–");
-  }
-}
-
-// metricRank puts losses, then accuracies, before other metrics: a row has room
-// for a few, and those are the ones people look for first.
-function metricRank(name) {
-  const n = name.toLowerCase();
-  if (n.includes("loss")) {
-    return 0;
-  }
-  return n.includes("acc") ? 1 : 2;
-}
-
-// metricEntries lists a task's metrics, losses and accuracies first, then by name.
-function metricEntries(metrics) {
-  if (!metrics || typeof metrics !== "object") {
-    return [];
-  }
-  return Object.entries(metrics).sort((a, b) => {
-    const r = metricRank(a[0]) - metricRank(b[0]);
-    if (r !== 0) {
-      return r;
-    }
-    return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
-  });
-}
-
-function fillMetricsCell(p, metrics) {
-  const entries = metricEntries(metrics);
-  const key = JSON.stringify(entries);
-  if (key === p.metricsKey) {
-    return;
-  }
-  p.metricsKey = key;
-  const shown = entries.slice(0, ROW_METRICS).map(([k, v]) => {
-    const span = el("span", "metric");
-    span.append(el("span", "mname", k), el("span", "mval", formatValue(v)));
-    return span;
-  });
-  if (entries.length > ROW_METRICS) {
-    shown.push(el("span", "muted", `+${entries.length - ROW_METRICS}`));
-  }
-  p.metrics.replaceChildren(...shown);
-  p.metrics.title = entries.map(([k, v]) => `${k} = ${formatValue(v)}`).join("\n");
-}
-
-function fillTaskRow(tr, t) {
-  const p = rowParts.get(tr);
-  setBadge(p.badge, t.status);
-  setText(p.type, t.type);
-  setLink(p.link, taskHash(t.task_id));
-  setText(p.link, t.name || t.task_id);
-  p.link.classList.toggle("unnamed", !t.name);
-  const tip = t.description || t.task_id;
-  if (p.link.title !== tip) {
-    p.link.title = tip;
-  }
-  setProgress(p.bar, p.step, t);
-  fillMetricsCell(p, t.metrics);
-  const d = durationOf(t);
-  setText(p.duration, d.text);
-  p.duration.classList.toggle("running", d.running);
-  setTime(p.created, t.created_at, t.created_at_str);
-}
-
-// syncRows makes tbody show one row per task in order, updating rows in place so
-// that polling keeps the keyboard focus, a text selection and the scroll position.
-function syncRows(tbody, tasks) {
-  const old = new Map();
-  for (const tr of Array.from(tbody.rows)) {
-    old.set(tr.dataset.id, tr);
-  }
-  tasks.forEach((t, i) => {
-    let tr = old.get(t.task_id);
-    if (tr) {
-      old.delete(t.task_id);
-    } else {
-      tr = newTaskRow();
-      tr.dataset.id = t.task_id;
-    }
-    fillTaskRow(tr, t);
-    const at = tbody.rows[i];
-    if (at !== tr) {
-      tbody.insertBefore(tr, at || null);
-    }
-  });
-  for (const tr of old.values()) {
-    tr.remove();
-  }
-}
-
-// ---- list view
-
-function syncFilters(q) {
-  for (const [id, v] of [["f-type", q.type], ["f-status", q.status], ["f-sort", q.sort]]) {
-    const s = byId(id);
-    if (s.value !== v) {
-      s.value = v;
-    }
-  }
-  const input = byId("f-q");
-  if (!app.searchTimer && input.value !== q.q) {
-    input.value = q.q;
-  }
-  const parent = byId("f-parent");
-  parent.hidden = !q.parent_id;
-  if (q.parent_id) {
-    const link = byId("f-parent-link");
-    setLink(link, taskHash(q.parent_id));
-    setText(link, q.parent_id);
-    setLink(byId("f-parent-clear"), listHash({ ...q, parent_id: "", offset: 0 }));
-  }
-}
-
-// filtersQuery is the list query the filter controls ask for, back on page one.
-function filtersQuery() {
-  const q = app.route && app.route.view === "list" ? app.route.query : defaultQuery();
-  return {
-    ...q,
-    type: byId("f-type").value,
-    status: byId("f-status").value,
-    q: byId("f-q").value,
-    sort: byId("f-sort").value || DEFAULT_SORT,
-    offset: 0,
-  };
-}
-
-// applyFilters replaces the current history entry rather than adding one, so that
-// Back leaves the list instead of undoing keystrokes.
-function applyFilters() {
-  clearTimeout(app.searchTimer);
-  app.searchTimer = 0;
-  const h = listHash(filtersQuery());
-  if (h !== (location.hash || "#/")) {
-    history.replaceState(null, "", h);
-    navigate();
-  }
-}
-
-async function loadList(q, signal, gen) {
-  const url = apiURL("/api/tasks", {
-    type: q.type,
-    status: q.status,
-    parent_id: q.parent_id,
-    q: q.q.trim(),
-    sort: q.sort,
-    limit: q.limit,
-    offset: q.offset,
-  });
-  const page = await getJSON(url, signal);
-  if (gen === app.gen) {
-    renderList(q, page);
-  }
-}
-
-function renderList(q, page) {
-  const tasks = Array.isArray(page.tasks) ? page.tasks : [];
-  syncRows(byId("task-rows"), tasks);
-
-  const total = Number(page.total) || 0;
-  const offset = Number.isFinite(page.offset) ? page.offset : q.offset;
-  const limit = Number(page.limit) > 0 ? page.limit : q.limit;
-  const empty = byId("list-empty");
-  empty.hidden = tasks.length > 0;
-  if (tasks.length === 0) {
-    const filtered = q.type || q.status || q.q.trim() || q.parent_id;
-    const why = filtered ? "No tasks match." : "No tasks yet.";
-    setText(empty, total > 0 ? "Nothing on this page." : why);
-  }
-
-  let info = "No tasks";
-  if (tasks.length > 0) {
-    info = `Showing ${offset + 1}–${offset + tasks.length} of ${total.toLocaleString()}`;
-  } else if (total > 0) {
-    info = `${total.toLocaleString()} in all`;
-  }
-  setText(byId("page-info"), info);
-
-  const lastPage = Math.max(0, Math.floor((total - 1) / limit) * limit);
-  const prevOffset = Math.max(0, Math.min(offset - limit, lastPage));
-  const prev = offset > 0 ? listHash({ ...q, offset: prevOffset }) : "";
-  const next = offset + tasks.length < total ? listHash({ ...q, offset: offset + limit }) : "";
-  setLink(byId("page-prev"), prev);
-  setLink(byId("page-next"), next);
-}
-
-// ---- task view
-
-const SUMMARY = [
-  ["task_id", "Task ID"],
-  ["parent", "Parent"],
-  ["progress", "Progress"],
-  ["duration", "Duration"],
-  ["created", "Created"],
-  ["started", "Started"],
-  ["finished", "Finished"],
-  ["last_seen", "Last seen"],
-  ["updated", "Updated"],
-  ["host", "Host"],
-  ["pid", "PID"],
-  ["events", "Events"],
-];
-
-const summary = {};
-
-function buildSummary() {
-  const dl = byId("task-summary");
-  for (const [key, label] of SUMMARY) {
-    const div = el("div");
-    const dd = el("dd");
-    div.append(el("dt", "", label), dd);
-    dl.append(div);
-    summary[key] = { div, dd };
-  }
-  summary.parentLink = el("a");
-  summary.parent.dd.append(summary.parentLink);
-  summary.bar = el("progress");
-  summary.step = el("span", "step");
-  summary.progress.dd.classList.add("progress-cell");
-  summary.progress.dd.append(summary.bar, summary.step);
-  for (const k of ["created", "started", "finished", "last_seen", "updated"]) {
-    summary[k].time = el("time");
-    summary[k].dd.append(summary[k].time);
-  }
-}
-
-function setField(key, text) {
-  const f = summary[key];
-  f.div.hidden = text === "" || text === undefined || text === null;
-  if (!f.div.hidden) {
-    setText(f.dd, text);
-  }
-}
-
-function setTimeField(key, sec, iso) {
-  const f = summary[key];
-  f.div.hidden = !toDate(sec);
-  if (!f.div.hidden) {
-    setText(f.time, fullTime(sec));
-    if (iso && f.time.dateTime !== iso) {
-      f.time.dateTime = iso;
-      f.time.title = iso;
-    }
-  }
-}
-
-function resetTaskView(id) {
-  app.taskDone = false;
-  app.historyKey = "";
-  document.title = `${id} · miniray`;
-  setText(byId("task-name"), id);
-  byId("task-badge").hidden = true;
-  setText(byId("task-type"), "");
-  byId("task-missing").hidden = true;
-  byId("task-body").hidden = true;
-  byId("task-children").replaceChildren();
-  byId("task-history").replaceChildren();
-  byId("back-link").setAttribute("href", app.lastListHash);
-}
-
-// loadTask loads the task and its children. Children that fail to load do not
-// hide the task: it is shown, and the error goes to the banner.
-async function loadTask(id, signal, gen) {
-  const childURL = apiURL("/api/tasks", {
-    parent_id: id,
-    sort: "created_at",
-    limit: CHILD_LIMIT,
-  });
-  const [task, children] = await Promise.allSettled([
-    getJSON(`/api/tasks/${encodeURIComponent(id)}`, signal),
-    getJSON(childURL, signal),
-  ]);
-  if (gen !== app.gen) {
-    return;
-  }
-  if (task.status === "rejected") {
-    const err = task.reason;
-    if (err instanceof APIError && err.status === 404) {
-      byId("task-body").hidden = true;
-      byId("task-missing").hidden = false;
-      const msg = `No task with id “${id}”, or not yet: the page keeps looking.`;
-      setText(byId("task-missing"), msg);
-    }
-    throw err;
-  }
-  renderTask(task.value, children.status === "fulfilled" ? children.value : null);
-  if (children.status === "rejected") {
-    throw children.reason;
-  }
-  app.taskDone = FINISHED.has(task.value.status);
-}
-
-function renderTask(t, children) {
-  const title = t.name || t.task_id;
-  document.title = `${title} · miniray`;
-  setText(byId("task-name"), title);
-  const badge = byId("task-badge");
-  badge.hidden = false;
-  setBadge(badge, t.status);
-  setText(byId("task-type"), t.type);
-  byId("task-missing").hidden = true;
-  byId("task-body").hidden = false;
-
-  const desc = byId("task-desc");
-  desc.hidden = !t.description;
-  setText(desc, t.description);
-
-  renderSummary(t);
-  renderMetrics(t.metrics);
-  renderOutcome(t);
-  if (children) {
-    renderChildren(t.task_id, children);
-  }
-  renderHistory(t);
-}
-
-function renderSummary(t) {
-  setField("task_id", t.task_id);
-  summary.parent.div.hidden = !t.parent_id;
-  if (t.parent_id) {
-    setLink(summary.parentLink, taskHash(t.parent_id));
-    setText(summary.parentLink, t.parent_id);
-  }
-  setProgress(summary.bar, summary.step, t);
-
-  const d = durationOf(t);
-  setField("duration", d.text && (d.running ? `${d.text} so far` : d.text));
-  setTimeField("created", t.created_at, t.created_at_str);
-  setTimeField("started", t.started_at, t.started_at_str);
-  setTimeField("finished", t.finished_at, t.finished_at_str);
-  setTimeField("last_seen", t.last_seen_at, t.last_seen_at_str);
-  setTimeField("updated", t.updated_at, t.updated_at_str);
-  setField("host", t.host);
-  setField("pid", t.pid ? String(t.pid) : "");
-  setField("events", typeof t.event_count === "number" ? String(t.event_count) : "");
-}
-
-function renderMetrics(metrics) {
-  const entries = metricEntries(metrics);
-  byId("task-metrics-sec").hidden = entries.length === 0;
-  const body = byId("task-metrics");
-  const key = JSON.stringify(entries);
-  if (body.dataset.key === key) {
-    return;
-  }
-  body.dataset.key = key;
-  body.replaceChildren(...entries.map(([k, v]) => {
-    const tr = el("tr");
-    const th = el("th", "", k);
-    th.scope = "row";
-    tr.append(th, el("td", "num", formatValue(v)));
-    return tr;
-  }));
-}
-
-function renderOutcome(t) {
-  const hasError = Boolean(t.error || t.stack);
-  byId("task-error-sec").hidden = !hasError;
-  setText(byId("task-error"), t.error || "(no message)");
-  byId("task-stack-box").hidden = !t.stack;
-  setText(byId("task-stack"), t.stack);
-
-  const hasResult = t.result !== undefined;
-  byId("task-result-sec").hidden = !hasResult;
-  setText(byId("task-result"), hasResult ? formatJSON(t.result) : "");
-
-  const params = byId("task-params");
-  const hasParams = t.params !== undefined && t.params !== null;
-  setText(params, hasParams ? formatJSON(t.params) : "none");
-  params.classList.toggle("muted", !hasParams);
-}
-
-function renderChildren(id, page) {
-  const tasks = Array.isArray(page.tasks) ? page.tasks : [];
-  const total = Number(page.total) || 0;
-  byId("task-children-sec").hidden = total === 0 && tasks.length === 0;
-  syncRows(byId("task-children"), tasks);
-  setText(byId("task-children-count"), `(${total.toLocaleString()})`);
-  const more = byId("task-children-more");
-  more.hidden = total <= tasks.length;
-  const all = byId("task-children-all");
-  setLink(all, listHash({ ...defaultQuery(), parent_id: id }));
-  setText(all, `All ${total.toLocaleString()} child tasks`);
-}
-
-// historyData is an event's data without the step and total the Step column shows.
-function historyData(data) {
-  if (!data || typeof data !== "object") {
-    return "";
-  }
-  const rest = { ...data };
-  delete rest.step;
-  delete rest.total;
-  return Object.keys(rest).length > 0 ? compactJSON(rest) : "";
-}
-
-// compactJSON writes v as JSON on one line, with a space after each comma and
-// colon so that the browser can wrap it.
-function compactJSON(v) {
-  if (Array.isArray(v)) {
-    return "[" + v.map(compactJSON).join(", ") + "]";
-  }
-  if (v && typeof v === "object") {
-    const parts = Object.entries(v).map(([k, x]) => JSON.stringify(k) + ": " + compactJSON(x));
-    return "{" + parts.join(", ") + "}";
-  }
-  return JSON.stringify(v) ?? "null";
-}
-
-function historyStep(data) {
-  if (!data || typeof data.step !== "number") {
-    return "";
-  }
-  if (typeof data.total === "number" && data.total > 0) {
-    return `${data.step} / ${data.total}`;
-  }
-  return String(data.step);
-}
-
-// renderHistory shows the events newest first. It rebuilds the table only when the
-// history changed, which for a finished task is never.
-function renderHistory(t) {
-  const history = Array.isArray(t.history) ? t.history : [];
-  const omitted = Number(t.history_omitted) || 0;
-  const last = history.length > 0 ? history[history.length - 1].event_id : "";
-  const key = `${history.length}:${last}:${omitted}`;
-  setText(byId("task-history-count"), `(${history.length + omitted})`);
-  const note = byId("task-history-omitted");
-  note.hidden = omitted === 0;
-  setText(note, `${omitted.toLocaleString()} earlier events are not shown.`);
-  if (key === app.historyKey) {
-    return;
-  }
-  app.historyKey = key;
-
-  const rows = history
-    .slice()
-    .sort((a, b) => (b.timestamp || 0) - (a.timestamp || 0))
-    .map((h) => {
-      const tr = el("tr");
-      const type = el("td", "event nowrap");
-      type.append(el("span", "etype e-" + eventClass(h.event_type), h.event_type || "?"));
-      const when = el("time", "", fullTime(h.timestamp) || h.timestamp_str || "");
-      if (h.timestamp_str) {
-        when.dateTime = h.timestamp_str;
-        when.title = h.timestamp_str;
-      }
-      const time = el("td", "nowrap");
-      time.append(when);
-      const data = el("td", "data");
-      const text = historyData(h.data);
-      if (text) {
-        data.append(el("pre", "", text));
-      }
-      tr.append(type, time, el("td", "num", historyStep(h.data)), data);
-      return tr;
-    });
-  byId("task-history").replaceChildren(...rows);
-}
-
-// eventClass turns an event type into a safe class name suffix.
-function eventClass(type) {
-  return typeof type === "string" && /^[a-z_]+$/.test(type) ? type : "other";
-}
-
 // ---- start
 
 function showView(view) {
@@ -1083,6 +766,9 @@ function wireFilters() {
     history.replaceState(null, "", h);
     navigate();
   });
+  for (const b of document.querySelectorAll("button.sort")) {
+    b.addEventListener("click", () => sortBy(b.dataset.sort));
+  }
 
   // "/" jumps to the search box, as on many sites.
   document.addEventListener("keydown", (ev) => {
@@ -1100,15 +786,37 @@ function wireFilters() {
   });
 }
 
+function wireTaskView() {
+  byId("trials-form").addEventListener("submit", (ev) => ev.preventDefault());
+  byId("trials-metric").addEventListener("change", applyTrialsForm);
+  byId("trials-order").addEventListener("change", applyTrialsForm);
+  byId("history-progress").addEventListener("change", () => {
+    if (app.task) {
+      renderHistory(app.task);
+    }
+  });
+  byId("history-all").addEventListener("click", () => {
+    app.historyAll = true;
+    if (app.task) {
+      renderHistory(app.task);
+    }
+  });
+}
+
 function start() {
   buildStats();
   buildSummary();
   wireFilters();
+  wireTaskView();
   window.addEventListener("hashchange", navigate);
   if (!location.hash) {
     history.replaceState(null, "", "#/");
   }
+  setInterval(tickDurations, 1000);
+  connectStream();
   navigate();
 }
 
-start();
+// The other scripts of the page (list.js, task.js) load after this one, deferred
+// as well; they have all run by the time the document is ready.
+document.addEventListener("DOMContentLoaded", start);
