@@ -222,7 +222,11 @@ func getTask(st *state) gin.HandlerFunc {
 			apiError(c, http.StatusBadRequest, err.Error())
 			return
 		}
-		t, ok := st.proj.Get(id)
+		body, ok, err := st.proj.GetJSON(id)
+		if err != nil {
+			apiError(c, http.StatusInternalServerError, err.Error())
+			return
+		}
 		if !ok {
 			msg := "task " + id + " not found"
 			if rs := st.replay(); !rs.Ready {
@@ -231,7 +235,7 @@ func getTask(st *state) gin.HandlerFunc {
 			apiError(c, http.StatusNotFound, msg)
 			return
 		}
-		c.JSON(http.StatusOK, t)
+		c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 	}
 }
 

@@ -56,6 +56,14 @@ func Bound(e *Event) []string {
 		}
 		cut = append(cut, "metrics")
 	}
+	// Fields the model does not know travel in the data's JSON as it came; past the
+	// bounds above, only the known fields are kept.
+	if len(e.rawData) > MaxJSONLen {
+		cut = append(cut, "unknown data fields")
+	}
+	if len(cut) > 0 {
+		e.rawData = nil
+	}
 	return cut
 }
 

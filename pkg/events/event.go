@@ -77,6 +77,23 @@ type Event struct {
 	Timestamp    float64  `json:"timestamp"`
 	TimestampStr string   `json:"timestamp_str"`
 	Data         Data     `json:"data"`
+
+	// rawData is Data's JSON as it came off the stream, kept by Decode so that a
+	// reader can store the data without encoding it again; nil once Data changed.
+	rawData []byte
+}
+
+// DataJSON returns the event's data as JSON: the bytes it was decoded from when the
+// data has not changed since (see [Bound]), a fresh encoding otherwise.
+func (e *Event) DataJSON() ([]byte, error) {
+	if e.rawData != nil {
+		return e.rawData, nil
+	}
+	b, err := json.Marshal(&e.Data)
+	if err != nil {
+		return nil, fmt.Errorf("encode data of event %s: %w", e.EventID, err)
+	}
+	return b, nil
 }
 
 // Data is the payload of an [Event]. Which fields are set depends on the event type:
@@ -189,9 +206,22 @@ func (e *Event) Encode() ([]byte, error) {
 // Decode parses and validates one event. A missing timestamp_str is filled in from
 // the timestamp; everything else that is missing or wrong is an error.
 func Decode(b []byte) (Event, error) {
-	var e Event
-	if err := json.Unmarshal(b, &e); err != nil {
+	var w struct {
+		Event
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
 		return Event{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	e := w.Event
+	if len(w.Data) > 0 && string(w.Data) != "null" {
+		if err := json.Unmarshal(w.Data, &e.Data); err != nil {
+			return Event{}, fmt.Errorf("%w: data: %w", ErrMalformed, err)
+		}
+		if w.Data[0] != '{' {
+			return Event{}, fmt.Errorf("%w: data: not an object", ErrMalformed)
+		}
+		e.rawData = w.Data // encoding/json copies a RawMessage out of the input
 	}
 	if err := e.Validate(); err != nil {
 		return Event{}, fmt.Errorf("%w: %w", ErrInvalid, err)

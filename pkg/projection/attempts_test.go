@@ -142,8 +142,8 @@ func TestStateWithoutRoomKeepsNoHistory(t *testing.T) {
 		evs[len(evs)-1].Data.Error = strings.Repeat("e", events.MaxTextLen)
 		applyAll(p, evs)
 	}
-	task, _ := p.Get("big")
-	b, err := encodeForKV(&task)
+	snap := p.tasks["big"].snapshot()
+	b, err := encodeForKV(&snap)
 	if err != nil {
 		t.Fatal(err)
 	}

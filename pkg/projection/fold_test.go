@@ -3,6 +3,7 @@ package projection
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -239,5 +240,33 @@ func assertSameTasks(t *testing.T, want, got *Projection) {
 		if string(wb) != string(gb) {
 			t.Fatalf("task %s differs:\ngot  %s\nwant %s", id, gb, wb)
 		}
+	}
+}
+
+func TestGetJSONMatchesGet(t *testing.T) {
+	p := New(nil)
+	evs := withAttempt(lifecycle("t1", 5, events.TaskFailed), "a1", 0)
+	evs[3].Data.Metrics["nan"] = math.NaN()
+	for i := range evs {
+		b, _ := evs[i].Encode()
+		if err := p.ApplyMsg(uint64(i+1), evs[i].Subject(), b, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	task, _ := p.Get("t1")
+	viaGet, _ := json.Marshal(task)
+	viaJSON, ok, err := p.GetJSON("t1")
+	if !ok || err != nil {
+		t.Fatalf("GetJSON: %v %v", ok, err)
+	}
+	var a, b map[string]any
+	if err := json.Unmarshal(viaGet, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(viaJSON, &b); err != nil {
+		t.Fatalf("GetJSON is not JSON: %v\n%s", err, viaJSON)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("GetJSON differs from Get:\n%s\n%s", viaGet, viaJSON)
 	}
 }

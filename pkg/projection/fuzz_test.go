@@ -1,7 +1,6 @@
 package projection
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -58,11 +57,11 @@ func FuzzFold(f *testing.F) {
 		assertSameTasks(t, forward, backward)
 
 		// Applying everything again changes nothing.
-		before := snapshot(forward)
+		before := dump(forward)
 		for i := range evs {
 			forward.Apply(uint64(len(evs)+i+1), &evs[i])
 		}
-		if after := snapshot(forward); after != before {
+		if after := dump(forward); after != before {
 			t.Fatalf("a second pass changed the state:\n%s\n%s", before, after)
 		}
 
@@ -71,13 +70,18 @@ func FuzzFold(f *testing.F) {
 			latest := task.fold.attempts[len(task.fold.attempts)-1]
 			if latest.terminal != nil && !task.Status.Finished() {
 				t.Fatalf("task %s: attempt ended with %s but status is %s", id,
-					latest.terminal.EventType, task.Status)
+					latest.terminal.et, task.Status)
 			}
 		}
 	})
 }
 
-func snapshot(p *Projection) string {
-	b, _ := json.Marshal(p.tasks)
-	return string(b)
+func dump(p *Projection) string {
+	var out []byte
+	for _, t := range p.order {
+		s := t.snapshot()
+		b, _ := s.marshal(0)
+		out = append(out, b...)
+	}
+	return string(out)
 }

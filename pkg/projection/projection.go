@@ -270,19 +270,34 @@ func (p *Projection) Silent(since time.Time) []Silent {
 	return out
 }
 
-// takeDirty returns copies of the tasks changed since the last call.
-func (p *Projection) takeDirty() []Task {
+// takeDirty returns snapshots of the tasks changed since the last call.
+func (p *Projection) takeDirty() []snapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.dirty) == 0 {
 		return nil
 	}
-	out := make([]Task, 0, len(p.dirty))
+	out := make([]snapshot, 0, len(p.dirty))
 	for id := range p.dirty {
-		out = append(out, p.tasks[id].clone())
+		out = append(out, p.tasks[id].snapshot())
 	}
 	clear(p.dirty)
 	return out
+}
+
+// GetJSON returns one task's full state as JSON, history included, as [Projection.Get]
+// would give it, without parsing every event's data on the way.
+func (p *Projection) GetJSON(id string) ([]byte, bool, error) {
+	p.mu.RLock()
+	t, ok := p.tasks[id]
+	if !ok {
+		p.mu.RUnlock()
+		return nil, false, nil
+	}
+	s := t.snapshot()
+	p.mu.RUnlock()
+	b, err := s.marshal(0)
+	return b, true, err
 }
 
 // markDirty puts tasks back for the next flush after a failed write.

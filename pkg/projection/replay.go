@@ -2,7 +2,6 @@ package projection
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -218,7 +217,7 @@ func (r *Replayer) Flush(ctx context.Context) error {
 	var failed []string
 	var errs []error
 	for i := range tasks {
-		id := tasks[i].TaskID
+		id := tasks[i].task.TaskID
 		value, err := encodeForKV(&tasks[i])
 		if err != nil {
 			// Not retried: the same state would not fit the next time either.
@@ -259,32 +258,21 @@ func (r *Replayer) Flush(ctx context.Context) error {
 // keeps every lifecycle event and the latest progress events that fit, or else no
 // history at all; the number left out is written in history_omitted. The stream and
 // the API keep them all.
-func encodeForKV(t *Task) ([]byte, error) {
-	b, err := json.Marshal(t)
-	if err != nil {
-		return nil, fmt.Errorf("encode task %s: %w", t.TaskID, err)
-	}
-	if len(b) <= maxKVValue {
-		return b, nil
+func encodeForKV(s *snapshot) ([]byte, error) {
+	b, err := s.marshal(0)
+	if err != nil || len(b) <= maxKVValue {
+		return b, err
 	}
 
-	full := t.History
 	progress := 0
-	for i := range full {
-		if full[i].EventType == events.TaskProgress {
+	for i := range s.entries {
+		if s.entries[i].et == events.TaskProgress {
 			progress++
 		}
 	}
 	for keep := progress / 2; ; keep /= 2 {
-		c := *t
-		c.History = trimProgress(full, progress-keep)
-		c.HistoryOmitted = progress - keep
-		b, err = json.Marshal(&c)
-		if err != nil {
-			return nil, fmt.Errorf("encode task %s: %w", t.TaskID, err)
-		}
-		if len(b) <= maxKVValue {
-			return b, nil
+		if b, err = s.marshal(progress - keep); err != nil || len(b) <= maxKVValue {
+			return b, err
 		}
 		if keep == 0 {
 			break
@@ -292,28 +280,12 @@ func encodeForKV(t *Task) ([]byte, error) {
 	}
 
 	// Even the lifecycle events do not fit: the state goes without its history.
-	c := *t
-	c.History, c.HistoryOmitted = nil, len(full)
-	b, err = json.Marshal(&c)
-	if err != nil {
-		return nil, fmt.Errorf("encode task %s: %w", t.TaskID, err)
+	if b, err = s.marshal(-1); err != nil {
+		return nil, err
 	}
 	if len(b) > maxKVValue {
 		return nil, fmt.Errorf("task %s: state of %d bytes does not fit the bucket even"+
-			" without its history", t.TaskID, len(b))
+			" without its history", s.task.TaskID, len(b))
 	}
 	return b, nil
-}
-
-// trimProgress returns the history without its first n progress entries.
-func trimProgress(h []HistoryEntry, n int) []HistoryEntry {
-	out := make([]HistoryEntry, 0, len(h)-n)
-	for _, e := range h {
-		if e.EventType == events.TaskProgress && n > 0 {
-			n--
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
 }

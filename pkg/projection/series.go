@@ -127,21 +127,25 @@ func (t *Task) latestAttempt() string {
 func (t *Task) curves(metric string) map[string]*Curve {
 	type point struct {
 		step int64
-		d    *events.Data
+		d    *progressData
 	}
 	attempt := t.latestAttempt()
 	var pts []point
 	var step int64
-	for i := range t.History {
-		h := &t.History[i]
-		if h.EventType != events.TaskProgress || h.Data.Attempt != attempt {
+	for i := range t.fold.entries {
+		h := &t.fold.entries[i]
+		if h.et != events.TaskProgress {
 			continue
 		}
-		if h.Data.Step != nil {
-			step = *h.Data.Step
+		d := new(progressData)
+		if err := json.Unmarshal(h.data, d); err != nil || d.Attempt != attempt {
+			continue
 		}
-		if len(h.Data.Metrics) > 0 {
-			pts = append(pts, point{step, &h.Data})
+		if d.Step != nil {
+			step = *d.Step
+		}
+		if len(d.Metrics) > 0 {
+			pts = append(pts, point{step, d})
 		}
 	}
 	// The history is in (timestamp, event id) order; a stable sort by step keeps it
@@ -163,6 +167,13 @@ func (t *Task) curves(metric string) map[string]*Curve {
 		}
 	}
 	return out
+}
+
+// progressData is the part of a progress event's data that a curve needs.
+type progressData struct {
+	Attempt string         `json:"attempt"`
+	Step    *int64         `json:"step"`
+	Metrics events.Metrics `json:"metrics"`
 }
 
 // Limits of [TrialsQuery].
@@ -261,15 +272,15 @@ func (p *Projection) Trials(id string, q TrialsQuery) (Trials, error) {
 	for _, t := range p.order {
 		if t.ParentID == id && t.TaskID != id {
 			kids = append(kids, t)
-			for k := range t.Metrics {
-				names[k] = true
+			for _, m := range t.fold.metrics {
+				names[m.name] = true
 			}
 		}
 	}
 	out := Trials{TaskID: id, Metric: q.Metric, Order: q.Order, Total: len(kids),
 		Metrics: slices.Sorted(maps.Keys(names))}
 	if out.Metric == "" {
-		out.Metric = defaultTrialMetric(parent.Metrics, out.Metrics)
+		out.Metric = defaultTrialMetric(parent.latestMetrics(), out.Metrics)
 	}
 	if out.Order == "" {
 		out.Order = OrderMin
@@ -283,7 +294,7 @@ func (p *Projection) Trials(id string, q TrialsQuery) (Trials, error) {
 	out.Trials = make([]Trial, len(kids))
 	for i, t := range kids {
 		out.Trials[i] = Trial{TaskID: t.TaskID, Name: t.Name, Status: t.Status,
-			Params: t.Params, Metrics: t.Metrics, Progress: t.Progress,
+			Params: t.Params, Metrics: t.latestMetrics(), Progress: t.Progress,
 			Duration: t.Duration, CreatedAt: t.CreatedAt}
 		if i < q.Curves && out.Metric != "" {
 			c := t.curves(out.Metric)[out.Metric]
@@ -300,7 +311,7 @@ func (p *Projection) Trials(id string, q TrialsQuery) (Trials, error) {
 // ranks after every one with, and those keep the order of creation.
 func rankBy(metric string, higher bool) func(a, b *Task) int {
 	value := func(t *Task) (float64, bool) {
-		v, ok := t.Metrics[metric]
+		v, ok := t.metric(metric)
 		return v, ok && !math.IsNaN(v) && !math.IsInf(v, 0)
 	}
 	return func(a, b *Task) int {

@@ -2,7 +2,9 @@ package projection
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/miniray/miniray/pkg/events"
@@ -41,7 +43,8 @@ type Progress struct {
 	Total int64 `json:"total"`
 }
 
-// HistoryEntry is one event of a task as it appears in the task's history.
+// HistoryEntry is one event of a task as it appears in the task's history. The
+// projection keeps history entries compact (see entry) and builds these for readers.
 type HistoryEntry struct {
 	EventID      string      `json:"event_id"`
 	EventType    events.Type `json:"event_type"`
@@ -107,14 +110,40 @@ type Attempt struct {
 // minimum, a maximum or a choice by a total order, so that the result does not depend
 // on the order events arrive in.
 type foldState struct {
+	entries    []entry             // the history, in (timestamp, event id) order
 	seen       map[string]struct{} // event ids, once the history is too long to scan
 	minTS      float64
 	progressTS float64
 	progressID string
-	metricAt   map[string]mark // which event each latest metric value came from
+	metrics    []metricMark    // the latest value of each metric, by name
 	attempts   []*attemptState // by (first timestamp, attempt id)
 	lastSeq    uint64
 	heardAt    time.Time // when this process last applied an event of the task
+}
+
+// entry is one event of the history as the projection keeps it: its data stays the
+// JSON it arrived as, since most entries are progress events that are read far less
+// often than they are written, and parsed data (a map per event) would cost several
+// times the memory.
+type entry struct {
+	id   string
+	et   events.Type
+	ts   float64
+	data []byte
+}
+
+// metricMark is the latest value of one metric and the event it came from.
+type metricMark struct {
+	name string
+	v    float64
+	at   mark
+}
+
+// lifeEvent is what an attempt keeps of a lifecycle event, parsed.
+type lifeEvent struct {
+	mark
+	et events.Type
+	d  events.Data
 }
 
 // mark names an event by its place in the order (timestamp, event id).
@@ -127,18 +156,18 @@ type mark struct {
 type attemptState struct {
 	id        string
 	firstTS   float64
-	submitted *HistoryEntry // the earliest
-	started   *HistoryEntry // the earliest
-	running   bool          // started, progress or heartbeat seen
-	terminal  *HistoryEntry // the latest
-	lastSeen  float64       // latest event other than task_lost
-	lostSeen  float64       // the latest last_seen of a task_lost event
+	submitted *lifeEvent // the earliest
+	started   *lifeEvent // the earliest
+	running   bool       // started, progress or heartbeat seen
+	terminal  *lifeEvent // the latest
+	lastSeen  float64    // latest event other than task_lost
+	lostSeen  float64    // the latest last_seen of a task_lost event
 }
 
 func (a *attemptState) status() Status {
 	switch {
 	case a.terminal != nil:
-		return terminalStatus(a.terminal.EventType)
+		return terminalStatus(a.terminal.et)
 	case a.lostSeen > 0 && a.lostSeen >= a.lastSeen:
 		return Lost
 	case a.running:
@@ -165,8 +194,8 @@ func (t *Task) has(id string) bool {
 		_, ok := t.fold.seen[id]
 		return ok
 	}
-	for i := range t.History {
-		if t.History[i].EventID == id {
+	for i := range t.fold.entries {
+		if t.fold.entries[i].id == id {
 			return true
 		}
 	}
@@ -174,10 +203,10 @@ func (t *Task) has(id string) bool {
 }
 
 func (t *Task) remember(id string) {
-	if t.fold.seen == nil && len(t.History) >= seenLimit {
-		t.fold.seen = make(map[string]struct{}, 2*len(t.History))
-		for i := range t.History {
-			t.fold.seen[t.History[i].EventID] = struct{}{}
+	if t.fold.seen == nil && len(t.fold.entries) >= seenLimit {
+		t.fold.seen = make(map[string]struct{}, 2*len(t.fold.entries))
+		for i := range t.fold.entries {
+			t.fold.seen[t.fold.entries[i].id] = struct{}{}
 		}
 	}
 	if t.fold.seen != nil {
@@ -194,15 +223,18 @@ func (t *Task) apply(e *events.Event, seq uint64) bool {
 		if t.has(e.EventID) {
 			return false
 		}
+		data, err := e.DataJSON()
+		if err != nil {
+			data = []byte("{}") // only non-finite metrics fail, and Metrics encodes those
+		}
 		t.remember(e.EventID)
-		t.insert(HistoryEntry{
-			EventID:      e.EventID,
-			EventType:    e.EventType,
-			Timestamp:    e.Timestamp,
-			TimestampStr: e.TimestampStr,
-			Data:         e.Data,
-		})
+		t.insert(entry{id: e.EventID, et: internType(e.EventType), ts: e.Timestamp, data: data})
 		t.EventCount++
+		if e.EventType.Terminal() && cap(t.fold.entries) > len(t.fold.entries)+4 {
+			// Most tasks get few events after their end: give back what append
+			// reserved for more.
+			t.fold.entries = slices.Clone(t.fold.entries)
+		}
 	}
 	t.fold.lastSeq = max(t.fold.lastSeq, seq)
 	if e.Name != "" && (t.Name == "" || e.EventType == events.TaskSubmitted) {
@@ -254,35 +286,46 @@ func (t *Task) sortAttempts() {
 // applyAttempt takes from one event what its type carries into its attempt.
 func (t *Task) applyAttempt(e *events.Event) {
 	a := t.attempt(e)
-	h := &HistoryEntry{
-		EventID:      e.EventID,
-		EventType:    e.EventType,
-		Timestamp:    e.Timestamp,
-		TimestampStr: e.TimestampStr,
-		Data:         e.Data,
-	}
 	if e.EventType == events.TaskLost {
 		a.lostSeen = max(a.lostSeen, e.Data.LastSeen)
 		return
 	}
 	a.lastSeen = max(a.lastSeen, e.Timestamp)
+	m := mark{e.Timestamp, e.EventID}
+	life := func() *lifeEvent { return &lifeEvent{mark: m, et: internType(e.EventType), d: e.Data} }
 	switch e.EventType {
 	case events.TaskSubmitted:
-		if a.submitted == nil || later(a.submitted, h) {
-			a.submitted = h
+		if a.submitted == nil || a.submitted.after(m) {
+			a.submitted = life()
 		}
 	case events.TaskStarted:
 		a.running = true
-		if a.started == nil || later(a.started, h) {
-			a.started = h
+		if a.started == nil || a.started.after(m) {
+			a.started = life()
 		}
 	case events.TaskProgress, events.TaskHeartbeat:
 		a.running = true
 	case events.TaskCompleted, events.TaskFailed, events.TaskCancelled:
-		if later(h, a.terminal) {
-			a.terminal = h
+		if a.terminal == nil || m.after(a.terminal.mark) {
+			a.terminal = life()
 		}
 	}
+}
+
+// after reports whether m comes after o in the order (timestamp, event id).
+func (m mark) after(o mark) bool {
+	return later2(m.ts, m.id, o.ts, o.id)
+}
+
+// internType returns the package's constant for a known event type, so that a
+// million history entries share a handful of strings instead of holding a copy each.
+func internType(et events.Type) events.Type {
+	for _, k := range events.Types {
+		if et == k {
+			return k
+		}
+	}
+	return et
 }
 
 func (t *Task) applyProgress(e *events.Event) {
@@ -294,54 +337,65 @@ func (t *Task) applyProgress(e *events.Event) {
 			t.Progress.Total = *d.Total
 		}
 	}
-	if len(d.Metrics) == 0 {
-		return
-	}
-	// The map is replaced, never changed in place, so that copies handed to readers
-	// stay valid without a lock.
-	m := make(events.Metrics, len(t.Metrics)+len(d.Metrics))
-	for k, v := range t.Metrics {
-		m[k] = v
-	}
-	if t.fold.metricAt == nil {
-		t.fold.metricAt = make(map[string]mark, len(d.Metrics))
-	}
+	at := mark{e.Timestamp, e.EventID}
 	for k, v := range d.Metrics {
-		cur, ok := t.fold.metricAt[k]
-		if !ok || later2(e.Timestamp, e.EventID, cur.ts, cur.id) {
-			m[k] = v
-			t.fold.metricAt[k] = mark{e.Timestamp, e.EventID}
+		i := slices.IndexFunc(t.fold.metrics, func(m metricMark) bool { return m.name == k })
+		switch {
+		case i < 0:
+			t.fold.metrics = append(t.fold.metrics, metricMark{name: k, v: v, at: at})
+		case at.after(t.fold.metrics[i].at):
+			t.fold.metrics[i].v, t.fold.metrics[i].at = v, at
 		}
 	}
-	t.Metrics = m
+}
+
+// metric returns the latest value of one metric.
+func (t *Task) metric(name string) (float64, bool) {
+	for _, m := range t.fold.metrics {
+		if m.name == name {
+			return m.v, true
+		}
+	}
+	return 0, false
+}
+
+// latestMetrics returns the latest value of each metric as a map.
+func (t *Task) latestMetrics() events.Metrics {
+	if len(t.fold.metrics) == 0 {
+		return nil
+	}
+	m := make(events.Metrics, len(t.fold.metrics))
+	for _, mm := range t.fold.metrics {
+		m[mm.name] = mm.v
+	}
+	return m
 }
 
 // derive recomputes the fields that follow from the attempts: the first submission
 // describes the task, the latest attempt gives its status and run.
 func (t *Task) derive() {
-	var first *HistoryEntry
+	var first *lifeEvent
 	for _, a := range t.fold.attempts {
-		if s := a.submitted; s != nil && (first == nil || later(first, s)) {
+		if s := a.submitted; s != nil && (first == nil || first.after(s.mark)) {
 			first = s
 		}
 	}
 	t.CreatedAt, t.Description, t.ParentID = t.fold.minTS, "", ""
 	if first != nil {
-		t.CreatedAt, t.Description, t.ParentID = first.Timestamp, first.Data.Description,
-			first.Data.ParentID
+		t.CreatedAt, t.Description, t.ParentID = first.ts, first.d.Description, first.d.ParentID
 	}
 
 	t.Attempts = t.Attempts[:0]
 	for i, a := range t.fold.attempts {
 		at := Attempt{Attempt: a.id, Number: i + 1, Status: a.status()}
 		if a.started != nil {
-			at.StartedAt = a.started.Timestamp
+			at.StartedAt = a.started.ts
 		}
 		if a.terminal != nil {
 			// The list is a summary: the whole error is in the history and, for the
 			// latest attempt, in the task.
-			at.FinishedAt = a.terminal.Timestamp
-			at.Error = events.Truncate(a.terminal.Data.Error, attemptErrorLen)
+			at.FinishedAt = a.terminal.ts
+			at.Error = events.Truncate(a.terminal.d.Error, attemptErrorLen)
 		}
 		t.Attempts = append(t.Attempts, at)
 	}
@@ -350,14 +404,14 @@ func (t *Task) derive() {
 	t.Status = latest.status()
 	t.StartedAt, t.Params, t.Host, t.PID = 0, nil, "", 0
 	if s := latest.started; s != nil {
-		t.StartedAt = s.Timestamp
-		t.Params, t.Host, t.PID = s.Data.Params, s.Data.Host, s.Data.PID
+		t.StartedAt = s.ts
+		t.Params, t.Host, t.PID = s.d.Params, s.d.Host, s.d.PID
 	}
 	t.FinishedAt, t.Duration = 0, 0
 	t.Result, t.Error, t.Stack = nil, "", ""
 	if end := latest.terminal; end != nil {
-		t.FinishedAt = end.Timestamp
-		t.Result, t.Error, t.Stack = end.Data.Result, end.Data.Error, end.Data.Stack
+		t.FinishedAt = end.ts
+		t.Result, t.Error, t.Stack = end.d.Result, end.d.Error, end.d.Stack
 		begin := t.StartedAt
 		if begin == 0 {
 			begin = latest.firstTS
@@ -378,8 +432,8 @@ func terminalStatus(et events.Type) Status {
 }
 
 // later reports whether h comes after cur in the order (timestamp, event id).
-func later(h, cur *HistoryEntry) bool {
-	return cur == nil || later2(h.Timestamp, h.EventID, cur.Timestamp, cur.EventID)
+func later(h, cur *entry) bool {
+	return cur == nil || later2(h.ts, h.id, cur.ts, cur.id)
 }
 
 func later2(ts float64, id string, curTS float64, curID string) bool {
@@ -388,19 +442,20 @@ func later2(ts float64, id string, curTS float64, curID string) bool {
 
 // insert puts h into the history in (timestamp, event id) order. Events nearly always
 // arrive in order, so the common case is an append.
-func (t *Task) insert(h HistoryEntry) {
-	n := len(t.History)
-	if n == 0 || !later(&t.History[n-1], &h) {
-		t.History = append(t.History, h)
+func (t *Task) insert(h entry) {
+	hist := t.fold.entries
+	n := len(hist)
+	if n == 0 || !later(&hist[n-1], &h) {
+		t.fold.entries = append(hist, h)
 		return
 	}
-	i, _ := slices.BinarySearchFunc(t.History, h, func(a, b HistoryEntry) int {
+	i, _ := slices.BinarySearchFunc(hist, h, func(a, b entry) int {
 		if later(&b, &a) {
 			return -1
 		}
 		return 1
 	})
-	t.History = slices.Insert(t.History, i, h)
+	t.fold.entries = slices.Insert(hist, i, h)
 }
 
 // summary returns a copy of the task without its history, safe to use after the
@@ -409,6 +464,7 @@ func (t *Task) insert(h HistoryEntry) {
 func (t *Task) summary() Task {
 	c := *t
 	c.History = nil
+	c.Metrics = t.latestMetrics()
 	c.Attempts = slices.Clone(t.Attempts)
 	c.fold = foldState{}
 	c.CreatedAtStr = timeStr(c.CreatedAt)
@@ -429,6 +485,87 @@ func timeStr(ts float64) string {
 // clone returns a full copy, history included.
 func (t *Task) clone() Task {
 	c := t.summary()
-	c.History = slices.Clone(t.History)
+	c.History = make([]HistoryEntry, len(t.fold.entries))
+	for i, e := range t.fold.entries {
+		c.History[i] = e.entry()
+	}
 	return c
+}
+
+// entry returns the history entry a compact entry stands for.
+func (e *entry) entry() HistoryEntry {
+	h := HistoryEntry{EventID: e.id, EventType: e.et, Timestamp: e.ts, TimestampStr: timeStr(e.ts)}
+	// The data was valid JSON of an event's data when it was stored.
+	_ = json.Unmarshal(e.data, &h.Data)
+	return h
+}
+
+// snapshot is a task's state at one moment with its compact history, safe to encode
+// after the projection's lock is released: entries are never changed in place, and
+// the slice is a copy.
+type snapshot struct {
+	task    Task
+	entries []entry
+}
+
+func (t *Task) snapshot() snapshot {
+	return snapshot{task: t.summary(), entries: slices.Clone(t.fold.entries)}
+}
+
+// marshal encodes the task with its history, leaving out its first omit progress
+// entries (and saying so in history_omitted); omit < 0 leaves out the whole history.
+func (s *snapshot) marshal(omit int) ([]byte, error) {
+	t := s.task
+	switch {
+	case omit < 0:
+		t.HistoryOmitted = len(s.entries)
+	case omit > 0:
+		t.HistoryOmitted = omit
+	}
+	head, err := json.Marshal(&t)
+	if err != nil {
+		return nil, fmt.Errorf("encode task %s: %w", t.TaskID, err)
+	}
+	if omit < 0 || len(s.entries) == 0 {
+		return head, nil
+	}
+
+	// The summary has no history; the history goes in before its closing brace.
+	size := len(head) + 16
+	for i := range s.entries {
+		size += len(s.entries[i].data) + 128
+	}
+	b := make([]byte, 0, size)
+	b = append(b, head[:len(head)-1]...)
+	b = append(b, `,"history":[`...)
+	first := true
+	for i := range s.entries {
+		e := &s.entries[i]
+		if omit > 0 && e.et == events.TaskProgress {
+			omit--
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = e.appendJSON(b)
+	}
+	return append(b, "]}"...), nil
+}
+
+// appendJSON appends the entry as a history entry's JSON. Ids and event types are
+// validated tokens of letters, digits, '_' and '-', which need no escaping.
+func (e *entry) appendJSON(b []byte) []byte {
+	b = append(b, `{"event_id":"`...)
+	b = append(b, e.id...)
+	b = append(b, `","event_type":"`...)
+	b = append(b, e.et...)
+	b = append(b, `","timestamp":`...)
+	b = strconv.AppendFloat(b, e.ts, 'f', -1, 64)
+	b = append(b, `,"timestamp_str":"`...)
+	b = events.FromUnixSeconds(e.ts).AppendFormat(b, events.TimeLayout)
+	b = append(b, `","data":`...)
+	b = append(b, e.data...)
+	return append(b, '}')
 }
