@@ -129,6 +129,7 @@ func newRouter(st *state, log *slog.Logger) http.Handler {
 	api.GET("/inference-jobs", listTasks(st, events.TypeInference))
 	api.GET("/tuning-jobs", listTasks(st, events.TypeTuning))
 	api.GET("/stats", noParams, getStats(st))
+	api.GET("/openapi.json", noParams, serveOpenAPI)
 	api.GET("/tasks/:id/metrics", getSeries(st))
 	api.GET("/tasks/:id/trials", getTrials(st))
 	api.GET("/stream", streamChanges(st, newStreams()))
