@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/miniray/miniray/internal/config"
 	"github.com/miniray/miniray/pkg/events"
 )
 
@@ -40,18 +41,25 @@ func NATS(ctx context.Context, url, name string, log *slog.Logger, opts ...nats.
 			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
 			return nc, nil
 		}
-		if errors.Is(err, nats.ErrBadSubject) || ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+		if permanent(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to nats %s: %w", config.Redact(url), err)
 		}
-		log.Warn("nats not reachable yet, retrying", "url", url, "attempt", attempt,
-			"error", err)
+		log.Warn("nats not reachable yet, retrying", "url", config.Redact(url),
+			"attempt", attempt, "error", err)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("connect to nats %s: %w", url, ctx.Err())
+			return nil, fmt.Errorf("connect to nats %s: %w", config.Redact(url), ctx.Err())
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// permanent reports whether a connection error will not go away by retrying: a bad
+// URL, or credentials the server refuses.
+func permanent(err error) bool {
+	return errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrAuthorization) ||
+		errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)
 }
 
 // Store provisions (update true) or ensures (update false) the stream and the bucket,

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,12 @@ type ServerConfig struct {
 	ReadyTimeout time.Duration
 	// Logger receives the server's log lines; nil discards them.
 	Logger *slog.Logger
+	// Passwords turn on authentication with miniray's roles when any is set; see
+	// [Passwords]. None keeps the server open to every client, as by default.
+	Passwords Passwords
+	// TLS, when set, makes clients connect over TLS; in-process connections are
+	// exempt, as the server allows.
+	TLS *tls.Config
 }
 
 // ErrDataDirLocked is returned by [StartServer] when another process already serves
@@ -79,6 +86,14 @@ func StartServer(c ServerConfig) (*Server, error) {
 		NoSigs:     true,
 		// The default of 1 MB also bounds a task's state in the KV bucket.
 		MaxPayload: 1 << 20,
+	}
+	if c.Passwords.Enabled() {
+		opts.Users = c.Passwords.users()
+	}
+	if c.TLS != nil {
+		opts.TLSConfig = c.TLS
+		opts.TLS = true
+		opts.TLSTimeout = 5 // seconds, for slow handshakes on a busy machine
 	}
 	switch {
 	case c.SyncInterval < 0:

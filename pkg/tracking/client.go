@@ -39,6 +39,7 @@ type clientConfig struct {
 	logger    *slog.Logger
 	spoolDir  string
 	heartbeat time.Duration
+	natsOpts  []nats.Option
 }
 
 // WithQueueSize sets how many events may wait in memory for NATS before progress
@@ -104,15 +105,19 @@ type Client struct {
 // server: when it cannot be reached, events wait in the queue and the connection is
 // retried in the background.
 func Connect(url string, opts ...ClientOption) (*Client, error) {
-	nc, err := nats.Connect(url,
+	var cfg clientConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name("miniray-job"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.Timeout(2*time.Second),
-	)
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.Timeout(2 * time.Second),
+	}, cfg.natsOpts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+		return nil, fmt.Errorf("connect to nats %s: %w", redact(url), err)
 	}
 	c, err := NewClient(nc, opts...)
 	if err != nil {
@@ -301,8 +306,9 @@ var (
 )
 
 // Default returns the client that wrapped functions use when no [WithClient] option
-// is given, connecting on first use to MINIRAY_NATS_URL or [DefaultURL]. It returns
-// nil, after logging why, when the URL is unusable; tasks then report nothing.
+// is given, connecting on first use to MINIRAY_NATS_URL or [DefaultURL] with the
+// credentials and trust of [EnvNATSOptions]. It returns nil, after logging why,
+// when the URL or those settings are unusable; tasks then report nothing.
 func Default() *Client {
 	defaultMu.Lock()
 	defer defaultMu.Unlock()
@@ -313,7 +319,12 @@ func Default() *Client {
 	if url == "" {
 		url = DefaultURL
 	}
-	c, err := Connect(url)
+	opts, err := EnvNATSOptions()
+	if err != nil {
+		slog.Default().Warn("tracking disabled", "component", "tracking", "error", err)
+		return nil
+	}
+	c, err := Connect(url, WithNATSOptions(opts...))
 	if err != nil {
 		slog.Default().Warn("tracking disabled", "component", "tracking", "error", err)
 		return nil
