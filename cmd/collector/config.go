@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +31,29 @@ var settings = append([]config.Setting{
 		Usage: "spool directory of the jobs on this machine, sent when NATS is up; " +
 			"empty to not watch it"},
 	{Key: "spool_scan", Default: 5 * time.Second, Usage: "how often the spool dir is checked"},
-}, append(config.StoreSettings, config.LogSettings...)...)
+	{Key: "ingest_max_bytes", Default: defaultIngestMaxBytes,
+		Usage: "largest body, in bytes, of a request to the HTTP ingest of events"},
+	{Key: "ingest_token", Default: "",
+		Usage: "bearer token needed on the HTTP listener's /api/ endpoints (event ingest)"},
+	{Key: "nats_admin_password", Default: "",
+		Usage: "embedded server: password of user admin, which the collector itself uses;" +
+			" setting any nats_*_password turns on authentication"},
+	{Key: "nats_dashboard_password", Default: "",
+		Usage: "embedded server: password (or bcrypt hash) of user dashboard"},
+	{Key: "nats_job_password", Default: "",
+		Usage: "embedded server: password (or bcrypt hash) of user job"},
+	{Key: "nats_tls_cert", Default: "",
+		Usage: "embedded server: PEM certificate; with nats_tls_key clients must use TLS"},
+	{Key: "nats_tls_key", Default: "", Usage: "embedded server: PEM private key of nats_tls_cert"},
+}, slices.Concat(config.HTTPTLSSettings, config.NATSClientSettings, config.StoreSettings,
+	config.LogSettings)...)
+
+// The HTTP ingest holds a request's body in memory: 4 MiB is thousands of events,
+// and 256 MiB is more than one request should ever cost the collector.
+const (
+	defaultIngestMaxBytes = 4 << 20
+	maxIngestMaxBytes     = 256 << 20
+)
 
 type settingsValues struct {
 	natsURL   string
@@ -38,10 +61,14 @@ type settingsValues struct {
 	lostAfter time.Duration
 	spoolDir  string
 	spoolScan time.Duration
-	server    events.ServerConfig
-	store     events.StoreConfig
-	vals      *config.Values
-	log       *slog.Logger // the base logger, without a component
+	// ingestMaxBytes bounds a request to the HTTP ingest, which holds it in memory.
+	ingestMaxBytes int64
+	web            httpSecurity
+	nats           config.NATSClient // for an external server
+	server         events.ServerConfig
+	store          events.StoreConfig
+	vals           *config.Values
+	log            *slog.Logger // the base logger, without a component
 }
 
 func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
@@ -56,20 +83,37 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 			Listen:       vals.Address("nats_listen"),
 			DataDir:      vals.String("data_dir"),
 			SyncInterval: syncInterval(vals),
+			Passwords: events.Passwords{
+				Admin:     vals.String("nats_admin_password"),
+				Dashboard: vals.String("nats_dashboard_password"),
+				Job:       vals.String("nats_job_password"),
+			},
+			TLS: vals.TLS("nats_tls_cert", "nats_tls_key"),
 		},
-		lostAfter: vals.Duration("lost_after"),
-		spoolDir:  vals.String("spool_dir"),
-		spoolScan: vals.Duration("spool_scan"),
-		store:     vals.StoreConfig(),
-		vals:      vals,
-		log:       vals.Logger(stderr),
+		lostAfter:      vals.Duration("lost_after"),
+		spoolDir:       vals.String("spool_dir"),
+		spoolScan:      vals.Duration("spool_scan"),
+		ingestMaxBytes: int64(vals.Int("ingest_max_bytes")),
+		web: httpSecurity{
+			token: vals.Token("ingest_token"),
+			tls:   vals.TLS("http_tls_cert", "http_tls_key"),
+		},
+		nats:  vals.NATSClient(),
+		store: vals.StoreConfig(),
+		vals:  vals,
+		log:   vals.Logger(stderr),
 	}
 	if ownAddress(s.natsURL, s.server.Listen) {
 		// The URL jobs use to reach this collector's own server (as in a shell where
 		// MINIRAY_NATS_URL is exported for them) means the embedded server.
 		s.natsURL = ""
 	}
+	s.web.open = vals.CheckBind("http", s.http, s.web.token != "")
+	if s.natsURL != "" {
+		checkExternal(vals, s.server)
+	}
 	if s.natsURL == "" {
+		checkEmbedded(vals, s.server)
 		if s.server.DataDir == "" {
 			vals.Fail("data_dir", "must not be empty")
 		}
@@ -84,7 +128,42 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 	if s.spoolScan <= 0 {
 		vals.Fail("spool_scan", "%s is not positive", s.spoolScan)
 	}
+	if s.ingestMaxBytes < 1<<10 || s.ingestMaxBytes > maxIngestMaxBytes {
+		vals.Fail("ingest_max_bytes", "%d is not between 1024 and %d", s.ingestMaxBytes,
+			maxIngestMaxBytes)
+	}
 	return s, vals.Err()
+}
+
+// checkEmbedded checks the security settings of the embedded server: the collector
+// needs the admin's password once any is set, and a server reachable beyond
+// loopback needs authentication unless allow_insecure_bind says otherwise.
+func checkEmbedded(vals *config.Values, c events.ServerConfig) {
+	if c.Passwords.Enabled() && c.Passwords.Admin == "" {
+		vals.Fail("nats_admin_password", "empty, but another nats_*_password is set: the"+
+			" collector connects as admin")
+	}
+	if strings.HasPrefix(c.Passwords.Admin, "$2") {
+		vals.Fail("nats_admin_password", "looks like a bcrypt hash; the collector needs the"+
+			" password itself to connect")
+	}
+	vals.CheckBind("nats_listen", c.Listen, c.Passwords.Enabled())
+}
+
+// checkExternal refuses the embedded server's security settings when nats_url
+// names another server: they would be ignored in silence.
+func checkExternal(vals *config.Values, c events.ServerConfig) {
+	for key, set := range map[string]bool{
+		"nats_admin_password":     c.Passwords.Admin != "",
+		"nats_dashboard_password": c.Passwords.Dashboard != "",
+		"nats_job_password":       c.Passwords.Job != "",
+		"nats_tls_cert":           c.TLS != nil,
+	} {
+		if set {
+			vals.Fail(key, "configures the embedded server, which does not run when"+
+				" nats_url is set; configure users and TLS on that server")
+		}
+	}
 }
 
 // syncInterval reads sync_interval: a positive duration, or "always", which the
@@ -107,7 +186,7 @@ func ownAddress(natsURL, listen string) bool {
 		return false
 	}
 	u, err := url.Parse(natsURL)
-	if err != nil || u.Scheme != "nats" {
+	if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") {
 		return false
 	}
 	norm := func(hostport string) string {

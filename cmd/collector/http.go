@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,13 +73,17 @@ func (st *status) readiness() (bool, string) {
 	return true, ""
 }
 
-// serveHTTP starts the collector's HTTP listener: health checks and metrics. It
-// listens before anything else starts, so that a busy port fails at once.
-func serveHTTP(addr string, st *status, reg *prometheus.Registry, log *slog.Logger) (
-	stop func(), err error) {
+// serveHTTP starts the collector's HTTP listener: health checks, metrics and the
+// ingest of events. It listens before anything else starts, so that a busy port
+// fails at once.
+func serveHTTP(addr string, sec httpSecurity, st *status, reg *prometheus.Registry,
+	ing *ingest, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if sec.tls != nil {
+		ln = tls.NewListener(ln, sec.tls)
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -93,17 +98,19 @@ func serveHTTP(addr string, st *status, reg *prometheus.Registry, log *slog.Logg
 		c.JSON(http.StatusOK, gin.H{"ready": true})
 	})
 	r.GET("/metrics", gin.WrapH(metrics.Handler(reg)))
+	r.POST(IngestPath, ing.handle)
 	r.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, gin.H{"error": "no such endpoint: " + c.Request.URL.Path})
 	})
 
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: sec.wrap(r), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("serve http", "error", err)
 		}
 	}()
-	log.Info("collector http listening", "url", "http://"+ln.Addr().String())
+	log.Info("collector http listening", "url", sec.scheme()+"://"+ln.Addr().String(),
+		"token", sec.token != "")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

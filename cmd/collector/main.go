@@ -44,33 +44,33 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 
 	reg := metrics.NewRegistry()
 	st := newStatus(reg)
-	stopHTTP, err := serveHTTP(cfg.http, st, reg, log)
+	ing := newIngest(cfg.ingestMaxBytes, base)
+	stopHTTP, err := serveHTTP(cfg.http, cfg.web, st, reg, ing, log)
 	if err != nil {
 		return err
 	}
 	defer stopHTTP()
-	if !config.Loopback(cfg.http) {
-		log.Warn("http listens beyond loopback: health checks and metrics are open to"+
-			" anyone who reaches it", "http", cfg.http)
-	}
+	logOpen(log, "http", cfg.http, cfg.web.open, "the ingest of events")
 
 	url := cfg.natsURL
-	var opts []nats.Option
+	opts := connect.Options(cfg.nats)
 	if url == "" {
 		cfg.server.Logger = base.With("component", "nats-server")
 		log.Info("starting embedded nats server", "listen", cfg.server.Listen,
-			"data_dir", cfg.server.DataDir)
+			"data_dir", cfg.server.DataDir, "auth", cfg.server.Passwords.Enabled(),
+			"tls", cfg.server.TLS != nil)
 		srv, err := events.StartServer(cfg.server)
 		if err != nil {
 			return err
 		}
-		if !config.Loopback(cfg.server.Listen) {
-			log.Warn("nats listens beyond loopback without authentication: anyone who"+
-				" reaches it can read and publish events", "listen", cfg.server.Listen)
-		}
+		logOpen(log, "nats_listen", cfg.server.Listen, !cfg.server.Passwords.Enabled(),
+			"every event")
 		defer srv.Shutdown()
 		url = srv.ClientURL()
-		opts = append(opts, nats.InProcessServer(srv.NATS()))
+		opts = []nats.Option{nats.InProcessServer(srv.NATS())}
+		if p := cfg.server.Passwords; p.Enabled() {
+			opts = append(opts, nats.UserInfo(events.UserAdmin, p.Admin))
+		}
 	}
 
 	nc, err := connect.NATS(ctx, url, "miniray-collector", log, opts...)
@@ -87,9 +87,12 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 		return fmt.Errorf("provision store: %w", err)
 	}
 	st.set(func(st *status) { st.ready = true })
-	log.Info("collector ready", "nats_url", url, "stream", events.StreamName,
+	if err := ing.attach(nc); err != nil {
+		return err
+	}
+	log.Info("collector ready", "nats_url", config.Redact(url), "stream", events.StreamName,
 		"bucket", events.BucketName, "lost_after", cfg.lostAfter, "spool_dir", cfg.spoolDir)
-	fmt.Fprintf(stdout, "miniray collector: NATS at %s\n", url)
+	fmt.Fprintf(stdout, "miniray collector: NATS at %s\n", config.Redact(url))
 
 	var wg sync.WaitGroup
 	wd := newWatchdog(js, cfg.lostAfter, base)
@@ -113,6 +116,19 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 		log.Warn("drain nats connection", "error", err)
 	}
 	return nil
+}
+
+// logOpen says, for a listener without authentication, who can reach what.
+func logOpen(log *slog.Logger, key, addr string, open bool, what string) {
+	switch {
+	case !open:
+	case config.Loopback(addr):
+		log.Info("listening without authentication on loopback: anyone on this machine"+
+			" can reach "+what, key, addr)
+	default:
+		log.Warn("listening beyond loopback without authentication (allow_insecure_bind):"+
+			" anyone who reaches it can reach "+what, key, addr)
+	}
 }
 
 // drainSpools sends, every interval, the spool files that jobs on this machine left

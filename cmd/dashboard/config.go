@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto/tls"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/miniray/miniray/internal/config"
@@ -15,12 +17,19 @@ var settings = append([]config.Setting{
 	{Key: "http", Default: "127.0.0.1:8080", Usage: "listen address of the API and the page"},
 	{Key: "flush_interval", Default: projection.DefaultFlushInterval,
 		Usage: "how often changed task states are written to the KV bucket"},
-}, append(config.StoreSettings, config.LogSettings...)...)
+	{Key: "http_token", Default: "",
+		Usage: "bearer token needed to read the API, the event stream, the page and /metrics"},
+}, slices.Concat(config.HTTPTLSSettings, config.NATSClientSettings, config.StoreSettings,
+	config.LogSettings)...)
 
 type settingsValues struct {
 	natsURL string
 	http    string
 	flush   time.Duration
+	token   string
+	tls     *tls.Config // of the HTTP listener; nil serves plain HTTP
+	open    bool        // the HTTP listener needs no token
+	nats    config.NATSClient
 	store   events.StoreConfig
 	vals    *config.Values
 	log     *slog.Logger // the base logger, without a component
@@ -35,10 +44,14 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 		natsURL: vals.NATSURL("nats_url"),
 		http:    vals.Address("http"),
 		flush:   vals.Duration("flush_interval"),
+		token:   vals.Token("http_token"),
+		tls:     vals.TLS("http_tls_cert", "http_tls_key"),
+		nats:    vals.NATSClient(),
 		store:   vals.StoreConfig(),
 		vals:    vals,
 		log:     vals.Logger(stderr),
 	}
+	s.open = vals.CheckBind("http", s.http, s.token != "")
 	if s.natsURL == "" {
 		vals.Fail("nats_url", "must not be empty")
 	}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,15 +49,23 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.http, err)
 	}
-	srv := &http.Server{Handler: newRouter(st, log), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.tls != nil {
+		ln = tls.NewListener(ln, cfg.tls)
+	}
+	srv := &http.Server{Handler: handler(st, cfg, log), ReadHeaderTimeout: 10 * time.Second}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
-	log.Info("dashboard listening", "url", "http://"+ln.Addr().String())
-	if !config.Loopback(cfg.http) {
-		log.Warn("listening beyond loopback: anyone who reaches this address can read"+
-			" every task", "http", cfg.http)
+	url := cfg.scheme() + "://" + ln.Addr().String()
+	log.Info("dashboard listening", "url", url, "token", cfg.token != "")
+	switch {
+	case cfg.open && config.Loopback(cfg.http):
+		log.Info("listening without authentication on loopback: anyone on this machine"+
+			" can read every task", "http", cfg.http)
+	case cfg.open:
+		log.Warn("listening beyond loopback without authentication (allow_insecure_bind):"+
+			" anyone who reaches this address can read every task", "http", cfg.http)
 	}
-	fmt.Fprintf(stdout, "miniray dashboard: http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "miniray dashboard: %s\n", url)
 
 	replayCtx, stopReplay := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -85,9 +94,11 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 // replayCtx ends. ctx ends the connection attempts.
 func replay(ctx, replayCtx context.Context, cfg settingsValues, st *state, base *slog.Logger) {
 	log := base.With("component", "dashboard")
-	nc, err := connect.NATS(ctx, cfg.natsURL, "miniray-dashboard", log)
+	nc, err := connect.NATS(ctx, cfg.natsURL, "miniray-dashboard", log,
+		connect.Options(cfg.nats)...)
 	if err != nil {
 		if ctx.Err() == nil {
+			st.setError(err)
 			log.Error("connect to nats", "error", err)
 		}
 		return
