@@ -14,8 +14,11 @@
 #
 # The programs listen on loopback unless told otherwise, which inside a container
 # nobody could reach: the images set MINIRAY_* variables so that they listen on all
-# the container's interfaces. docker-compose.yml runs them against a NATS cluster;
-# docs/deployment.md explains both set-ups.
+# the container's interfaces. Beyond loopback the programs insist on authentication,
+# so a container needs its token (and the collector's embedded server its NATS
+# passwords) or MINIRAY_ALLOW_INSECURE_BIND=true. docker-compose.yml runs them
+# against a NATS cluster with tokens and NATS users; docs/deployment.md explains
+# both set-ups and docs/security.md the credentials.
 
 # Keep in step with the go line of go.mod (tests/compose_test.go checks it).
 ARG GO_VERSION=1.26

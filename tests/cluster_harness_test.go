@@ -63,6 +63,14 @@ func newNATSCluster(t *testing.T) *natsCluster {
 		})
 	}
 	dir := t.TempDir()
+	// Every node includes the users of auth.conf from beside its own config.
+	auth, err := os.ReadFile(filepath.Join("..", "configs", "nats", "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), auth, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range c.nodes {
 		raw, err := os.ReadFile(filepath.Join("..", "configs", "nats", n.name+".conf"))
 		if err != nil {
@@ -115,9 +123,16 @@ func (c *natsCluster) start(names ...string) {
 	c.t.Helper()
 	for _, n := range c.nodes {
 		if len(names) == 0 || slices.Contains(names, n.name) {
-			n.proc = start(c.t, "nats-server", nil, "--config", n.conf)
+			n.start(c.t)
 		}
 	}
+}
+
+// start starts the node's process with the users' passwords in its environment,
+// as compose does.
+func (n *natsNode) start(t *testing.T) {
+	t.Helper()
+	n.proc = start(t, "nats-server", natsPasswordEnv(), "--config", n.conf)
 }
 
 // url is the client URL of the whole cluster, as MINIRAY_NATS_URL takes it.
@@ -125,6 +140,17 @@ func (c *natsCluster) url() string {
 	var urls []string
 	for _, n := range c.nodes {
 		urls = append(urls, "nats://"+n.client)
+	}
+	return strings.Join(urls, ",")
+}
+
+// adminURL is [natsCluster.url] with the admin's user and password in every URL,
+// for the tools that take no other credentials here (the nats CLI).
+func (c *natsCluster) adminURL() string {
+	var urls []string
+	for _, n := range c.nodes {
+		urls = append(urls, "nats://"+events.UserAdmin+":"+
+			composeSecrets[natsRoles[events.UserAdmin]]+"@"+n.client)
 	}
 	return strings.Join(urls, ",")
 }
@@ -165,11 +191,13 @@ func (c *natsCluster) waitHealthy(timeout time.Duration) {
 	}
 }
 
-// connect returns a JetStream context on the cluster, closed by the test's cleanup.
+// connect returns a JetStream context on the cluster as the admin, closed by the
+// test's cleanup.
 func (c *natsCluster) connect() jetstream.JetStream {
 	c.t.Helper()
 	nc, err := nats.Connect(c.url(), nats.Name("miniray-test"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond))
+		nats.ReconnectWait(100*time.Millisecond),
+		nats.UserInfo(events.UserAdmin, composeSecrets[natsRoles[events.UserAdmin]]))
 	if err != nil {
 		c.t.Fatalf("connect to the cluster: %v", err)
 	}
@@ -271,32 +299,80 @@ func (n *natsNode) streamState(ctx context.Context) (replicaState, error) {
 	return replicaState{}, fmt.Errorf("%s holds no copy of %s", n.name, events.StreamName)
 }
 
-// clusterSystem is miniray on a cluster: the collector, a dashboard and jobs, all
-// given the URLs of the three nodes.
+// clusterSystem is miniray on a cluster: the collector, a dashboard and jobs, each
+// started with the environment docker-compose.yml gives its service.
 type clusterSystem struct {
 	t         *testing.T
 	c         *natsCluster
 	spoolDir  string
+	dataDir   string
 	collector *proc
 	collHTTP  string
 	dash      *dash
+	compose   composeFile
+	docker    *dockerfile
 }
 
 func newClusterSystem(t *testing.T, c *natsCluster) *clusterSystem {
-	return &clusterSystem{t: t, c: c, spoolDir: filepath.Join(t.TempDir(), "spool")}
+	return &clusterSystem{
+		t:        t,
+		c:        c,
+		spoolDir: filepath.Join(t.TempDir(), "spool"),
+		dataDir:  t.TempDir(),
+		compose:  readCompose(t, filepath.Join("..", "docker-compose.yml")),
+		docker:   readDockerfile(t, filepath.Join("..", "Dockerfile")),
+	}
+}
+
+// serviceEnv returns the environment of a compose service: its image's ENV, then
+// the compose file's, with the test's stand-ins for .env's secrets. What only
+// holds inside a container is changed for loopback: the cluster's URLs, the
+// directories, and the port of MINIRAY_HTTP, whose 0.0.0.0 stays. It returns the
+// loopback address of MINIRAY_HTTP, if the service has one.
+func (s *clusterSystem) serviceEnv(service string) (env []string, httpAddr string) {
+	s.t.Helper()
+	svc, ok := s.compose.Services[service]
+	if !ok || svc.Build == nil {
+		s.t.Fatalf("docker-compose.yml has no service %s built from the Dockerfile", service)
+	}
+	vars := s.docker.env(svc.Build.Target)
+	for k, v := range svc.Environment {
+		vars[k] = v
+	}
+	for k := range vars {
+		switch k {
+		case "MINIRAY_NATS_URL":
+			vars[k] = s.c.url()
+		case "MINIRAY_SPOOL_DIR":
+			vars[k] = s.spoolDir
+		case "MINIRAY_DATA_DIR":
+			vars[k] = s.dataDir
+		case "MINIRAY_NATS_LISTEN":
+			vars[k] = "0.0.0.0:" + portOf(s.t, freeAddr(s.t))
+		case "MINIRAY_HTTP":
+			port := portOf(s.t, freeAddr(s.t))
+			vars[k] = "0.0.0.0:" + port
+			httpAddr = "127.0.0.1:" + port
+		}
+	}
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return env, httpAddr
 }
 
 func (s *clusterSystem) jobEnv() []string {
-	return []string{"MINIRAY_NATS_URL=" + s.c.url(), "MINIRAY_SPOOL_DIR=" + s.spoolDir}
+	env, _ := s.serviceEnv("train")
+	return env
 }
 
-// launchCollector starts the collector on the cluster with three replicas and
-// returns without waiting.
+// launchCollector starts the collector on the cluster as compose does, and returns
+// without waiting.
 func (s *clusterSystem) launchCollector() {
 	s.t.Helper()
-	s.collHTTP = freeAddr(s.t)
-	s.collector = start(s.t, "collector", nil, "--nats-url", s.c.url(), "--replicas", "3",
-		"--spool-dir", s.spoolDir, "--spool-scan", "1s", "--http", s.collHTTP)
+	env, addr := s.serviceEnv("collector")
+	s.collHTTP = addr
+	s.collector = start(s.t, "collector", env, "--spool-scan", "1s")
 }
 
 // waitCollectorReady waits until the collector's /readyz answers 200: the stream
@@ -315,12 +391,12 @@ func (s *clusterSystem) waitCollectorReady(timeout time.Duration) {
 	})
 }
 
-// startDashboard starts a dashboard on the cluster and waits until it is ready.
+// startDashboard starts a dashboard on the cluster as compose does, and waits until
+// it is ready.
 func (s *clusterSystem) startDashboard() {
 	s.t.Helper()
-	addr := freeAddr(s.t)
-	p := start(s.t, "dashboard", nil, "--nats-url", s.c.url(), "--http", addr,
-		"--flush-interval", "50ms")
+	env, addr := s.serviceEnv("dashboard")
+	p := start(s.t, "dashboard", env, "--flush-interval", "50ms")
 	s.dash = &dash{t: s.t, addr: addr, proc: p}
 	s.dash.waitReady()
 }
@@ -350,7 +426,7 @@ type servingWatch struct {
 
 func watchServing(d *dash) *servingWatch {
 	w := &servingWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: http.DefaultClient.Transport}
 	go func() {
 		defer close(w.done)
 		for {
@@ -391,4 +467,72 @@ func (w *servingWatch) finish(t *testing.T) {
 			w.polls, w.failures)
 	}
 	t.Logf("dashboard answered all %d requests during the run", w.polls)
+}
+
+// checkRoles checks, on the cluster, what the users of auth.conf must not do: a
+// job cannot delete or purge the stream nor read the bucket, and the dashboard
+// cannot delete or purge the stream. The stream is the same afterwards.
+func (s *clusterSystem) checkRoles(admin jetstream.JetStream) {
+	s.t.Helper()
+	before, err := streamInfo(s.t.Context(), admin)
+	if err != nil {
+		s.t.Fatalf("stream info: %v", err)
+	}
+	as := func(role string) jetstream.JetStream {
+		nc, err := nats.Connect(s.c.url(), nats.Name("miniray-test-"+role),
+			nats.UserInfo(role, composeSecrets[natsRoles[role]]))
+		if err != nil {
+			s.t.Fatalf("connect as %s: %v", role, err)
+		}
+		s.t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		return js
+	}
+	refused := func(role, what string, try func(context.Context) error) {
+		ctx, cancel := context.WithTimeout(s.t.Context(), 3*time.Second)
+		defer cancel()
+		if err := try(ctx); err == nil {
+			s.t.Errorf("%s could %s", role, what)
+		}
+	}
+
+	for _, role := range []string{events.UserJob, events.UserDashboard} {
+		js := as(role)
+		refused(role, "delete the stream", func(ctx context.Context) error {
+			return js.DeleteStream(ctx, events.StreamName)
+		})
+		refused(role, "purge the stream", func(ctx context.Context) error {
+			st, err := js.Stream(ctx, events.StreamName)
+			if err != nil {
+				return err
+			}
+			return st.Purge(ctx)
+		})
+	}
+	job := as(events.UserJob)
+	refused(events.UserJob, "read the bucket", func(ctx context.Context) error {
+		kv, err := job.KeyValue(ctx, events.BucketName)
+		if err != nil {
+			return err
+		}
+		_, err = kv.ListKeys(ctx)
+		return err
+	})
+	refused(events.UserJob, "read the stream", func(ctx context.Context) error {
+		_, err := job.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{})
+		return err
+	})
+
+	after, err := streamInfo(s.t.Context(), admin)
+	if err != nil {
+		s.t.Fatalf("stream info: %v", err)
+	}
+	if after.State.Msgs != before.State.Msgs || after.Created != before.Created {
+		s.t.Fatalf("stream changed: %d messages created %v, was %d created %v",
+			after.State.Msgs, after.Created, before.State.Msgs, before.Created)
+	}
+	s.t.Logf("job and dashboard users refused: stream delete, purge; job: bucket, replay")
 }

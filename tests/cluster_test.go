@@ -169,7 +169,7 @@ func failover(t *testing.T, s *clusterSystem, what string,
 	})
 
 	t.Logf("restarting %s (%s in)", victim.name, time.Since(began).Round(time.Millisecond))
-	victim.proc = start(t, "nats-server", nil, "--config", victim.conf)
+	victim.start(t)
 
 	for i, p := range jobs {
 		sum := parseSummary(t, waitExit(t, p, 90*time.Second))
@@ -195,6 +195,7 @@ func failover(t *testing.T, s *clusterSystem, what string,
 	t.Log(<-resumed)
 	s.checkStats()
 	s.checkCopiesAgree(js)
+	s.checkRoles(js)
 	watch.finish(t)
 	for _, p := range []*proc{s.collector, s.dash.proc} {
 		if p.exited() {

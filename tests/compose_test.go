@@ -214,6 +214,14 @@ func TestComposeFile(t *testing.T) {
 		checkEnvironment(t, root, cf, df)
 	})
 
+	t.Run("nats users", func(t *testing.T) {
+		checkNATSUsers(t, root, cf, df)
+	})
+
+	t.Run("tokens", func(t *testing.T) {
+		checkTokens(t, cf)
+	})
+
 	t.Run("volumes", func(t *testing.T) {
 		used := map[string]bool{}
 		for name, s := range cf.Services {
@@ -260,15 +268,27 @@ func TestComposeFile(t *testing.T) {
 }
 
 // readCompose reads a compose file with the defaults of its ${VAR:-default}
-// variables filled in, as compose does when they are not set.
+// variables filled in, as compose does when they are not set, and its required
+// ${VAR:?message} variables set to the test's NATS passwords. Any other required
+// variable fails the test: compose would refuse to start without it.
 func readCompose(t *testing.T, path string) composeFile {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	required := regexp.MustCompile(`\$\{([A-Z0-9_]+):\?[^}]*\}`)
+	text := required.ReplaceAllStringFunc(string(raw), func(ref string) string {
+		name := required.FindStringSubmatch(ref)[1]
+		v, ok := composeSecrets[name]
+		if !ok {
+			t.Errorf("%s requires %s, which scripts/compose-secrets.sh does not write", path,
+				name)
+		}
+		return v
+	})
 	vars := regexp.MustCompile(`\$\{[A-Z0-9_]+(:-([^}]*))?\}`)
-	text := vars.ReplaceAllString(string(raw), "$2")
+	text = vars.ReplaceAllString(text, "$2")
 	var cf composeFile
 	if err := yaml.Unmarshal([]byte(text), &cf); err != nil {
 		t.Fatalf("parse %s: %v", path, err)
@@ -341,9 +361,14 @@ func natsConfig(t *testing.T, root string, cf composeFile, name string) *server.
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("%s: config file: %v", name, err)
 	}
-	out, err := exec.Command(filepath.Join(binDir, "nats-server"), "--config", file, "-t").CombinedOutput()
+	check := exec.Command(filepath.Join(binDir, "nats-server"), "--config", file, "-t")
+	check.Env = append(os.Environ(), natsPasswordEnv()...)
+	out, err := check.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: nats-server -t rejects %s: %v\n%s", name, file, err, out)
+	}
+	for _, k := range natsRoles {
+		t.Setenv(k, composeSecrets[k]) // the parser reads auth.conf's variables from here
 	}
 	opts, err := server.ProcessConfigFile(file)
 	if err != nil {

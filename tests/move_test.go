@@ -82,7 +82,7 @@ func TestMoveEmbeddedToClusterKeepsHistory(t *testing.T) {
 	c := newNATSCluster(t)
 	c.start()
 	c.waitHealthy(60 * time.Second)
-	natsTool(t, c.url(), "backup", "restore", "stream", backup, "--replicas", "3", "--no-progress")
+	natsTool(t, c.adminURL(), "backup", "restore", "stream", backup, "--replicas", "3", "--no-progress")
 	cs := newClusterSystem(t, c)
 	cs.spoolDir = s.spoolDir
 	cs.launchCollector()
@@ -92,7 +92,7 @@ func TestMoveEmbeddedToClusterKeepsHistory(t *testing.T) {
 	cs.checkStreamReplicas(js)
 
 	// The history is the same, message by message, sequence and time included.
-	got := storedMessages(t, c.url())
+	got := storedMessages(t, c.adminURL())
 	if len(got) < len(moved) {
 		t.Fatalf("cluster holds %d messages, the single machine held %d", len(got), len(moved))
 	}

@@ -45,7 +45,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	client, err := tracking.Connect(os.Getenv("MINIRAY_NATS_URL"))
+	// Credentials and TLS trust from the environment, as a job run by compose has.
+	natsOpts, err := tracking.EnvNATSOptions()
+	if err != nil {
+		return err
+	}
+	client, err := tracking.Connect(os.Getenv("MINIRAY_NATS_URL"),
+		tracking.WithNATSOptions(natsOpts...))
 	if err != nil {
 		return err
 	}
