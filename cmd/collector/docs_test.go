@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/miniray/miniray/internal/config"
@@ -20,5 +21,9 @@ func TestEverySettingIsDocumented(t *testing.T) {
 	}
 	for _, m := range config.Undocumented(settings, string(doc), string(example)) {
 		t.Errorf("missing: %s", m)
+	}
+	// The variable that names the config file is not a setting of its own.
+	if v := config.EnvPrefix + "_COLLECTOR_CONFIG"; !strings.Contains(string(doc), "`"+v+"`") {
+		t.Errorf("missing: %s", v)
 	}
 }
