@@ -12,13 +12,25 @@ if [ ! -x "$GOBIN/nats" ]; then
 fi
 export PATH="$GOBIN:$PATH"
 
-# The page's browser tests drive Debian's Chromium headless.
-if ! command -v chromium >/dev/null 2>&1; then
+# What the tests drive besides Go: Debian's Chromium, headless, for the page's
+# browser tests; python3 for the Python client's tests; script (util-linux) to give
+# `nats stream view` a terminal. Installed with apt-get when missing and this runs
+# as root; otherwise their tests are skipped, except under CI (CI set), where a
+# missing one fails the run here, before any test.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing chromium..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    echo "installing ${missing[*]}..."
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  elif [ -n "${CI:-}" ]; then
+    echo "missing and cannot be installed here: ${missing[*]}" >&2
+    exit 1
   else
-    echo "chromium is missing and cannot be installed here: browser tests will be skipped" >&2
+    echo "missing and cannot be installed here: ${missing[*]}; their tests will be skipped" >&2
   fi
 fi
 

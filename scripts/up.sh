@@ -3,11 +3,16 @@
 # (with its embedded NATS server, data under .demo/data) and the dashboard, runs the
 # example jobs, prints the dashboard's URL and keeps everything running until Ctrl-C.
 # Run it again later: the history in .demo/data is kept and replayed.
+#
+# Addresses, all on loopback by default: MINIRAY_NATS_LISTEN (NATS, 127.0.0.1:4222),
+# MINIRAY_HTTP (the dashboard, 127.0.0.1:8080) and MINIRAY_COLLECTOR_HTTP (the
+# collector's health checks, metrics and event ingest, 127.0.0.1:8081).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 nats_addr=${MINIRAY_NATS_LISTEN:-127.0.0.1:4222}
 http_addr=${MINIRAY_HTTP:-127.0.0.1:8080}
+collector_http=${MINIRAY_COLLECTOR_HTTP:-127.0.0.1:8081}
 nats_url="nats://$nats_addr"
 
 echo "building..."
@@ -45,8 +50,9 @@ wait_for() {
   exit 1
 }
 
+# Flags, not the MINIRAY_ variables, so that each program gets its own address.
 bin/collector --nats-url "" --data-dir .demo/data --nats-listen "$nats_addr" \
-  >.demo/collector.log 2>&1 &
+  --http "$collector_http" >.demo/collector.log 2>&1 &
 pids+=($!)
 wait_for collector "${pids[-1]}" "collector ready"
 
