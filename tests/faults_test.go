@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -167,6 +169,68 @@ func TestJobWithoutNATSArrivesLater(t *testing.T) {
 	})
 }
 
+// TestSpoolSentByTheNextJob runs job A to its end while no NATS runs, so that its
+// whole history lands in a spool file. The collector then starts with its watch of
+// the spool directory turned off, so that only a job can send the file, and a
+// dashboard starts. Job B, short and on the same spool directory, sends A's file
+// when it connects and waits for that before it exits: both jobs arrive complete,
+// every event exactly once, and the spool directory ends empty.
+func TestSpoolSentByTheNextJob(t *testing.T) {
+	const stepsA, stepsB = 300, 20
+	s := newSystem(t) // nothing listens on s.natsAddr yet
+
+	sum := parseSummary(t, run(t, "jobber", s.jobEnv(), "--steps", fmt.Sprint(stepsA),
+		"--name", "job-a", "--task-id", "job-a"))
+	if sum.Spooled != stepsA+3 || sum.Dropped != 0 {
+		t.Fatalf("job A summary %+v, want %d events spooled and none dropped", sum, stepsA+3)
+	}
+	files := spoolFiles(t, s.spoolDir)
+	if len(files) != 1 {
+		t.Fatalf("spool dir holds %v, want job A's file", files)
+	}
+
+	// The flag given last wins: an empty spool dir turns the collector's watch off.
+	// A short scan interval would send the file at once if it did not.
+	s.startCollectorWith("--spool-dir", "", "--spool-scan", "100ms")
+	s.startDashboard()
+	d := s.dash()
+	time.Sleep(time.Second)
+	if left := spoolFiles(t, s.spoolDir); !slices.Equal(left, files) {
+		t.Fatalf("spool dir holds %v with only the collector up, want job A's file %v", left,
+			files)
+	}
+	if _, err := d.fetchTask("job-a"); err == nil {
+		t.Fatal("job A arrived before job B ran: something else sent the spool")
+	}
+
+	out := run(t, "jobber", s.jobEnv(), "--steps", fmt.Sprint(stepsB), "--name", "job-b",
+		"--task-id", "job-b")
+	if sum := parseSummary(t, out); sum.Spooled != 0 || sum.Dropped != 0 {
+		t.Fatalf("job B summary %+v, want nothing spooled or dropped", sum)
+	}
+	if !strings.Contains(out, "spool file sent") {
+		t.Fatalf("job B did not log sending job A's spool file:\n%s", out)
+	}
+	if left := spoolFiles(t, s.spoolDir); len(left) != 0 {
+		t.Fatalf("spool dir holds %v after job B ended, want it empty", left)
+	}
+
+	_, js := s.connect()
+	st := streamState(t, js)
+	if want := uint64(stepsA + 3 + stepsB + 3); st.Msgs != want {
+		t.Fatalf("stream holds %d messages, want %d: each event of both jobs once", st.Msgs, want)
+	}
+	d.waitCaughtUp(st.LastSeq)
+	checkCompleteRun(t, d.task("job-a"), stepsA, 0)
+	checkCompleteRun(t, d.task("job-b"), stepsB, 0)
+	stats := d.stats()
+	if stats["total"] != 2.0 || stats["events_applied"] != float64(stepsA+3+stepsB+3) ||
+		stats["events_skipped"] != 0.0 {
+		t.Fatalf("stats: total %v, events_applied %v, events_skipped %v; want 2, %d and 0",
+			stats["total"], stats["events_applied"], stats["events_skipped"], stepsA+3+stepsB+3)
+	}
+}
+
 // spoolFiles returns the spool files in dir.
 func spoolFiles(t *testing.T, dir string) []string {
 	t.Helper()
@@ -187,8 +251,9 @@ func TestNATSDownForTenSeconds(t *testing.T) {
 		every  = 5 * time.Millisecond
 		id     = "nats-down"
 		outage = 10 * time.Second
-		// The configured bound on one progress report: tracking only appends to a
-		// queue in memory, so even a loaded machine stays far below it.
+		// The bound on one progress report, MINIRAY_PUBLISH_WAIT's default: at this
+		// pace the queue never fills, so a report only appends to it in memory and
+		// even a loaded machine stays far below the bound.
 		reportBound = 100 * time.Millisecond
 		// What the job may take beyond its own pace: start, connect, the final flush.
 		slack = 5 * time.Second
@@ -623,16 +688,15 @@ func TestDashboardKilledDuringReplay(t *testing.T) {
 		t.Fatalf("stream holds %d messages, want %d", st.Msgs, tasks*perTask)
 	}
 
-	d := s.launchDashboard("")
-	rs := killDuringReplay(t, d)
-	if rs.Ready {
-		t.Logf("the replay finished before the kill (applied_seq %d); killed right after",
-			rs.AppliedSeq)
-	} else {
-		t.Logf("killed mid-replay at applied_seq %d of %d", rs.AppliedSeq, tasks*perTask)
-	}
-	again := s.launchDashboard(d.addr)
+	addr := freeAddr(t)
+	rs := killDuringReplay(t, s, addr)
+	t.Logf("killed mid-replay at applied_seq %d of %d", rs.AppliedSeq, rs.TargetSeq)
+	again := s.launchDashboard(addr)
 	again.waitReady()
+	if !strings.Contains(again.proc.out.String(), caughtUpLog) {
+		t.Fatalf("the restarted dashboard did not log %q, which the check that the kill"+
+			" landed mid-replay relies on:\n%s", caughtUpLog, again.proc.out.String())
+	}
 
 	for _, id := range ids {
 		got, err := again.fetchTask(id)
@@ -669,30 +733,70 @@ func TestDashboardKilledDuringReplay(t *testing.T) {
 	checkBucketAgrees(t, js, want, ids)
 }
 
-// killDuringReplay polls a starting dashboard's /readyz and kills it as soon as it
-// answers 503 with part of the stream applied, or at once if the replay already
-// finished. It returns the last replay state seen.
-func killDuringReplay(t *testing.T, d *dash) (rs readyState) {
+// caughtUpLog is what the dashboard logs when its replay has caught up.
+const caughtUpLog = "projection caught up"
+
+// killDuringReplay starts a dashboard on addr and kills it with SIGKILL while it
+// replays the stream, and returns the last replay state it answered. It polls
+// /readyz, and once the replay has applied part of the stream it stops the process
+// (SIGSTOP, so that nothing more happens in it) and kills it. The log the process
+// wrote proves when the kill landed: a replay that caught up before the stop says so
+// there. When the kill came too late it tries again with a fresh dashboard and an
+// earlier kill, and fails the test after a few attempts.
+func killDuringReplay(t *testing.T, s *system, addr string) readyState {
+	t.Helper()
+	const attempts = 5
+	for attempt := 1; attempt <= attempts; attempt++ {
+		d := s.launchDashboard(addr)
+		// The first attempt waits for a quarter of the stream, the next ones kill at
+		// the first event applied.
+		quarter := attempt == 1
+		rs, ok := stopMidReplay(t, d, quarter)
+		// Killed, it has written all it will: the log is complete once it has exited.
+		d.proc.kill()
+		caughtUp := strings.Contains(d.proc.out.String(), caughtUpLog)
+		if ok && !caughtUp {
+			return rs
+		}
+		t.Logf("attempt %d: the replay had caught up before the kill (applied_seq %d of %d,"+
+			" ready %v); trying again with an earlier kill", attempt, rs.AppliedSeq, rs.TargetSeq,
+			rs.Ready || caughtUp)
+	}
+	t.Fatalf("the kill never landed during the replay in %d attempts", attempts)
+	return readyState{}
+}
+
+// stopMidReplay polls a starting dashboard's /readyz as fast as it answers and stops
+// the process with SIGSTOP as soon as its replay has applied some of the stream (a
+// quarter of it, with quarter) without having caught up. It reports false when the
+// replay was found caught up first.
+func stopMidReplay(t *testing.T, d *dash, quarter bool) (readyState, bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		var rs readyState
 		code, err := getJSON(t.Context(), d.url("/readyz"), &rs)
-		if err == nil && (code == 200 || rs.AppliedSeq > 0) {
-			break
+		switch {
+		case err != nil:
+		case code == http.StatusOK || rs.Ready:
+			return rs, false
+		case rs.TargetSeq > 0 && rs.AppliedSeq > 0 && (!quarter || rs.AppliedSeq >= rs.TargetSeq/4):
+			if err := d.proc.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatalf("stop the dashboard: %v", err)
+			}
+			return rs, true
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("dashboard never started its replay: %d %v", code, err)
 		}
-		time.Sleep(2 * time.Millisecond) // the replay takes about a second: poll tightly
 	}
-	d.proc.kill()
-	return rs
 }
 
 // readyState is the body of /readyz.
 type readyState struct {
 	Ready      bool   `json:"ready"`
 	AppliedSeq uint64 `json:"applied_seq"`
+	TargetSeq  uint64 `json:"target_seq"`
 	Reason     string `json:"reason"`
 }
 

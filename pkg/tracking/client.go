@@ -19,8 +19,13 @@ import (
 // DefaultURL is the NATS server jobs report to when MINIRAY_NATS_URL is not set.
 const DefaultURL = "nats://127.0.0.1:4222"
 
-// DefaultQueueSize is how many progress events may wait in memory for NATS.
+// DefaultQueueSize is how many events may wait in memory for NATS. When more wait,
+// the oldest go to the spool.
 const DefaultQueueSize = 1 << 16
+
+// DefaultPublishWait is how long a progress report may wait for room in a full queue,
+// when MINIRAY_PUBLISH_WAIT does not say otherwise.
+const DefaultPublishWait = 100 * time.Millisecond
 
 // DefaultHeartbeat is how often a running task says it is alive, when
 // MINIRAY_HEARTBEAT_INTERVAL does not say otherwise.
@@ -29,28 +34,45 @@ const DefaultHeartbeat = 10 * time.Second
 const (
 	defaultBatch = 1024
 	ackTimeout   = 5 * time.Second
+	// spillChunk is how many events one spool write takes off the queue: about a
+	// megabyte, a few milliseconds to encode and write, so that a report waiting for
+	// room gets some well within the publish wait.
+	spillChunk = 4096
 )
 
 // ClientOption configures a [Client].
 type ClientOption func(*clientConfig)
 
 type clientConfig struct {
-	queueSize int
-	logger    *slog.Logger
-	spoolDir  string
-	heartbeat time.Duration
-	natsOpts  []nats.Option
+	queueSize   int
+	publishWait time.Duration
+	logger      *slog.Logger
+	spoolDir    string
+	heartbeat   time.Duration
+	natsOpts    []nats.Option
 }
 
-// WithQueueSize sets how many events may wait in memory for NATS before progress
-// events are dropped. Lifecycle events (submitted, started and the end) are never
-// dropped: there are a few per task.
+// WithQueueSize sets how many events may wait in memory for NATS; the default is
+// [DefaultQueueSize]. When the job reports faster than JetStream acknowledges, the
+// oldest events of a queue three quarters full go to the spool, and are sent from
+// there once NATS has caught up.
 func WithQueueSize(n int) ClientOption {
 	return func(c *clientConfig) { c.queueSize = n }
 }
 
+// WithPublishWait bounds how long a progress report may wait for room in a full
+// queue, while the spool makes some; the default is MINIRAY_PUBLISH_WAIT, or
+// [DefaultPublishWait]. Zero never waits. Past the bound the event is queued anyway,
+// unless the spool cannot be written: then it is dropped and counted (see
+// [Client.Dropped]). Lifecycle events and heartbeats never wait and are never
+// dropped: there are a few per task.
+func WithPublishWait(d time.Duration) ClientOption {
+	return func(c *clientConfig) { c.publishWait = d }
+}
+
 // WithSpoolDir sets the directory of the spool that keeps events while NATS cannot
-// be reached; the default is [SpoolDir]. An empty string keeps them in memory only.
+// be reached, or cannot keep up; the default is [SpoolDir]. An empty string keeps
+// them in memory only, and a queue that stays full then drops progress events.
 func WithSpoolDir(dir string) ClientOption {
 	return func(c *clientConfig) { c.spoolDir = dir }
 }
@@ -69,6 +91,13 @@ func WithLogger(l *slog.Logger) ClientOption {
 
 // Client publishes a job's events to JetStream from a background goroutine.
 // It is safe for concurrent use.
+//
+// Events flow through two stages, in the order they were reported: the spool on
+// disk holds the oldest ones not yet acknowledged, the queue in memory the newer
+// ones. The sender publishes the spool first, then the queue. A queue that fills up
+// because NATS is slower than the job, or unreachable, has its oldest events moved
+// to the end of the spool; that is the only way into the spool, apart from a failed
+// batch, so an event never overtakes an older one on its way to the stream.
 type Client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -76,13 +105,19 @@ type Client struct {
 	cfg      clientConfig
 	log      *slog.Logger
 
-	// The queue is a slice rather than a channel so that a full queue can refuse
-	// progress events at once while still taking lifecycle events.
-	qmu   sync.Mutex
-	queue []events.Event
-	wake  chan struct{} // a token whenever the queue gains events
-	stop  chan struct{}
-	done  chan struct{}
+	// The queue is a slice rather than a channel so that a full queue can make
+	// progress events wait a bounded time while still taking lifecycle events, and
+	// so that the spiller can write its head to disk before taking it off.
+	qmu     sync.Mutex
+	queue   []events.Event
+	qhead   uint64        // how many events have left the queue's head: queue[0]'s number
+	waiters int           // reports waiting for room in a full queue
+	room    chan struct{} // closed and replaced when events leave the queue while some wait
+	wake    chan struct{} // a token whenever the queue gains events
+	spillc  chan struct{} // a token when the queue is three quarters full
+	stop    chan struct{}
+	done    chan struct{}
+	orphans chan struct{} // closed when the spool files of other jobs were sent
 
 	// queued and acked count events; Flush waits for acked to reach queued. They only
 	// grow, and the sender acknowledges in queue order, so acked <= queued always.
@@ -91,14 +126,29 @@ type Client struct {
 	acked   atomic.Uint64
 	dropped atomic.Uint64
 	spooled atomic.Uint64
+	// spoolDown is set while the spool cannot take events: none is configured, or
+	// its last write failed. Only then may a full queue drop progress events.
+	spoolDown atomic.Bool
+
+	// smu guards the spool and every removal from the queue's head, so that events
+	// leave the queue in order whether to the network or to the spool.
+	smu       sync.Mutex
+	spool     *spoolFile
+	spoolNext uint64    // the number after the last event moved from the queue to the spool
+	spoolErr  time.Time // when a spool write last failed; the next try waits a while
+	warned    warnings
 
 	// Owned by the sender goroutine.
-	spool   *spoolFile
 	offline bool
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever acked or spooled grows
 	closed  bool
+}
+
+// warnings remembers which of the warnings logged once per client were logged.
+type warnings struct {
+	overflow, overCapacity atomic.Bool
 }
 
 // Connect returns a client for the NATS server at url. It does not wait for the
@@ -132,15 +182,19 @@ func Connect(url string, opts ...ClientOption) (*Client, error) {
 // keeps owning: Close does not close it.
 func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 	cfg := clientConfig{
-		queueSize: DefaultQueueSize,
-		spoolDir:  SpoolDir(),
-		heartbeat: heartbeatFromEnv(),
+		queueSize:   DefaultQueueSize,
+		publishWait: publishWaitFromEnv(),
+		spoolDir:    SpoolDir(),
+		heartbeat:   durationFromEnv("MINIRAY_HEARTBEAT_INTERVAL", DefaultHeartbeat),
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.queueSize < 1 {
 		return nil, fmt.Errorf("queue size %d: must be positive", cfg.queueSize)
+	}
+	if cfg.publishWait < 0 {
+		return nil, fmt.Errorf("publish wait %s: must not be negative", cfg.publishWait)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
@@ -154,25 +208,43 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 		js:      js,
 		cfg:     cfg,
 		log:     cfg.logger.With("component", "tracking"),
+		room:    make(chan struct{}),
 		wake:    make(chan struct{}, 1),
+		spillc:  make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		orphans: make(chan struct{}),
 		changed: make(chan struct{}),
 	}
+	c.spoolDown.Store(cfg.spoolDir == "")
 	go c.run()
 	return c, nil
 }
 
-func heartbeatFromEnv() time.Duration {
-	s := os.Getenv("MINIRAY_HEARTBEAT_INTERVAL")
+// durationFromEnv reads a duration from the environment variable name, or returns
+// def when it is not set or, after a warning, when it is not a duration.
+func durationFromEnv(name string, def time.Duration) time.Duration {
+	s := os.Getenv(name)
 	if s == "" {
-		return DefaultHeartbeat
+		return def
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		slog.Default().Warn("MINIRAY_HEARTBEAT_INTERVAL is not a duration, using the default",
-			"component", "tracking", "value", s, "default", DefaultHeartbeat)
-		return DefaultHeartbeat
+		slog.Default().Warn(name+" is not a duration, using the default",
+			"component", "tracking", "value", s, "default", def)
+		return def
+	}
+	return d
+}
+
+// publishWaitFromEnv reads MINIRAY_PUBLISH_WAIT. A negative value is a mistake that
+// must not turn tracking off: it gets the default, with a warning.
+func publishWaitFromEnv() time.Duration {
+	d := durationFromEnv("MINIRAY_PUBLISH_WAIT", DefaultPublishWait)
+	if d < 0 {
+		slog.Default().Warn("MINIRAY_PUBLISH_WAIT is negative, using the default",
+			"component", "tracking", "value", d, "default", DefaultPublishWait)
+		return DefaultPublishWait
 	}
 	return d
 }
@@ -182,7 +254,9 @@ func (c *Client) Spooled() uint64 {
 	return c.spooled.Load()
 }
 
-// Dropped returns how many events were dropped because the queue stayed full.
+// Dropped returns how many progress events were dropped. That happens only when
+// the queue stayed full for longer than the publish wait while the spool could not
+// be written: no spool directory, or a disk that fails. It stays 0 otherwise.
 func (c *Client) Dropped() uint64 {
 	return c.dropped.Load()
 }
@@ -192,39 +266,122 @@ func (c *Client) Pending() uint64 {
 	return c.queued.Load() - c.acked.Load()
 }
 
-// enqueue hands an event to the sender without waiting. A progress event that finds
-// the queue full is dropped and counted.
+// enqueue hands an event to the sender. It does not wait unless the queue is full:
+// then a progress event waits up to the publish wait for the spool to make room,
+// and is queued anyway after it, or dropped and counted if the spool is down.
 func (c *Client) enqueue(e events.Event) {
 	c.qmu.Lock()
-	if e.EventType == events.TaskProgress && len(c.queue) >= c.cfg.queueSize {
+	if e.EventType == events.TaskProgress && len(c.queue) >= c.cfg.queueSize &&
+		!c.waitRoom() && c.spoolDown.Load() {
 		c.qmu.Unlock()
 		if c.dropped.Add(1) == 1 {
-			c.log.Warn("event queue full, dropping progress events",
-				"queue_size", c.cfg.queueSize)
+			c.log.Warn("event queue full and no spool, dropping progress events",
+				"queue_size", c.cfg.queueSize, "publish_wait", c.cfg.publishWait)
 		}
 		return
 	}
 	c.queue = append(c.queue, e)
 	c.queued.Add(1)
+	spill := len(c.queue) >= c.highWater()
 	c.qmu.Unlock()
 
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
+	if spill {
+		select {
+		case c.spillc <- struct{}{}:
+		default:
+		}
+	}
 }
 
-// take moves up to n queued events into batch.
-func (c *Client) take(batch []events.Event, n int) []events.Event {
-	c.qmu.Lock()
-	defer c.qmu.Unlock()
-	n = min(n, len(c.queue))
-	batch = append(batch[:0], c.queue[:n]...)
+// highWater is the queue length from which the spiller moves the oldest events to
+// the spool, down to half the queue, so that reports rarely find it full.
+func (c *Client) highWater() int {
+	return max(1, c.cfg.queueSize/4*3)
+}
+
+// waitRoom waits, with qmu held on entry and on return, until the queue has room or
+// the publish wait has passed, and reports whether there is room. It returns at once
+// when the client has stopped: nothing makes room then.
+func (c *Client) waitRoom() bool {
+	if c.cfg.publishWait <= 0 {
+		return false
+	}
+	select {
+	case c.spillc <- struct{}{}:
+	default:
+	}
+	deadline := time.Now().Add(c.cfg.publishWait)
+	for len(c.queue) >= c.cfg.queueSize {
+		left := time.Until(deadline)
+		if left <= 0 {
+			c.overCapacity()
+			return false
+		}
+		room := c.room
+		c.waiters++
+		c.qmu.Unlock()
+		t := time.NewTimer(left)
+		stopped := false
+		select {
+		case <-room:
+		case <-t.C:
+		case <-c.stop:
+			stopped = true
+		}
+		t.Stop()
+		c.qmu.Lock()
+		c.waiters--
+		if stopped {
+			return false
+		}
+	}
+	return true
+}
+
+// overCapacity logs, once, that a report found no room within the publish wait.
+func (c *Client) overCapacity() {
+	if c.spoolDown.Load() || c.warned.overCapacity.Swap(true) {
+		return
+	}
+	c.log.Warn("event queue stayed full for the publish wait; queueing beyond its size",
+		"queue_size", c.cfg.queueSize, "publish_wait", c.cfg.publishWait)
+}
+
+// removeHead takes the first n events off the queue, and returns the number the first
+// of them had. The caller holds smu and qmu.
+func (c *Client) removeHead(n int) uint64 {
+	first := c.qhead
 	c.queue = c.queue[n:]
 	if len(c.queue) == 0 {
 		c.queue = nil // let the old backing array go
 	}
-	return batch
+	c.qhead += uint64(n)
+	if c.waiters > 0 && n > 0 {
+		close(c.room)
+		c.room = make(chan struct{})
+	}
+	return first
+}
+
+// take moves up to n queued events into batch and returns the number of the first
+// one. The caller holds smu.
+func (c *Client) take(batch []events.Event, n int) ([]events.Event, uint64) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	n = min(n, len(c.queue))
+	batch = append(batch[:0], c.queue[:n]...)
+	return batch, c.removeHead(n)
+}
+
+// queueLen returns how many events wait in the queue.
+func (c *Client) queueLen() int {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return len(c.queue)
 }
 
 // Flush waits until JetStream has acknowledged every event queued before the call,
@@ -265,10 +422,12 @@ func (c *Client) wait(ctx context.Context, spoolOK bool) error {
 }
 
 // Close waits within ctx until every queued event is acknowledged or, while NATS
-// cannot be reached, safe in the spool; then it stops the sender, which spools
-// whatever is still unsent, and closes the connection if the client made it. Spooled
-// events are sent by the next client or collector that runs on this machine. The
-// error reports events that were dropped or could not be spooled.
+// cannot be reached, safe in the spool, and, while NATS is up, until the spool files
+// that other jobs left behind, which every client sends once it is connected, are
+// sent; then it stops the sender, which spools whatever is still unsent, and closes
+// the connection if the client made it. Spooled events are sent by the next client
+// or collector that runs on this machine. The error reports events that were dropped
+// or could not be spooled.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
@@ -279,19 +438,28 @@ func (c *Client) Close(ctx context.Context) error {
 	c.mu.Unlock()
 
 	err := c.wait(ctx, true)
+	if connected(c.nc) {
+		// A short job must not cut off the sending of other jobs' spool files halfway:
+		// the next one would start them over.
+		select {
+		case <-c.orphans:
+		case <-ctx.Done():
+		}
+	}
 	close(c.stop)
 	<-c.done
 	if c.ownsConn {
 		c.nc.Close()
 	}
-	lost := c.queued.Load() - c.acked.Load() - c.spooled.Load()
-	if lost == 0 {
+	if kept := c.acked.Load() + c.spooled.Load(); kept >= c.queued.Load() {
 		err = nil
 	} else {
-		err = fmt.Errorf("close: %d events neither acknowledged nor spooled: %w", lost, err)
+		err = fmt.Errorf("close: %d events neither acknowledged nor spooled: %w",
+			c.queued.Load()-kept, err)
 	}
 	if n := c.dropped.Load(); n > 0 {
-		err = errors.Join(err, fmt.Errorf("close: %d progress events were dropped on a full queue", n))
+		err = errors.Join(err, fmt.Errorf("close: %d progress events were dropped: the queue"+
+			" was full and the spool could not be written", n))
 	}
 	if n := c.spooled.Load(); n > 0 {
 		c.log.Warn("events left in the spool, to be sent by the next job or the collector",

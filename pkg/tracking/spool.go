@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -25,10 +26,11 @@ import (
 )
 
 // The spool keeps the events that JetStream has not acknowledged while NATS cannot be
-// reached, so that a job that runs, or even ends, without NATS loses nothing. Each
-// client appends to a file of its own, which it holds under an exclusive lock while
-// it lives. A file whose lock is free belongs to a process that is gone: any client
-// or the collector may send it and then remove it.
+// reached, or cannot keep up with the job, so that a job that runs, or even ends,
+// without NATS loses nothing. Each client appends to a file of its own, which it
+// holds under an exclusive lock while it lives, and sends it from the front while
+// it appends at the end. A file whose lock is free belongs to a process that is
+// gone: any client or the collector may send it and then remove it.
 //
 // A record is one line: the CRC-32 of the event's JSON in 8 hex digits, a space, the
 // JSON. A crash in the middle of a write leaves at most one torn last line, which the
@@ -49,10 +51,16 @@ func SpoolDir() string {
 	return filepath.Join(base, "miniray", "spool")
 }
 
-// spoolFile is one client's own spool file.
+// spoolFile is one client's own spool file. The client's smu guards its fields.
 type spoolFile struct {
 	path string
 	f    *os.File
+	// size is how many bytes of whole records the file holds, sent how many of them
+	// JetStream has acknowledged.
+	size, sent int64
+	// torn is set when a failed write left part of a record that could not be cut
+	// off: the next write starts on a new line, so that only that record is lost.
+	torn bool
 }
 
 // createSpool creates and locks a new spool file in dir. Names start with the time
@@ -74,44 +82,141 @@ func createSpool(dir string) (*spoolFile, error) {
 	return &spoolFile{path: path, f: f}, nil
 }
 
-// append writes events as one write and syncs it: a spooled event must survive the
-// job's process and, as far as the disk allows, the machine.
-func (s *spoolFile) append(evs []events.Event) error {
+// append writes events as one write. Once written, they survive the job's process;
+// [spoolFile.sync] makes them survive the machine, as far as the disk allows. An
+// event that does not encode is logged and left out, and counted in skipped: it
+// could never be sent. A failed write is cut off again, so that the file holds whole
+// records only.
+func (s *spoolFile) append(evs []events.Event, log *slog.Logger) (skipped int, err error) {
 	var buf bytes.Buffer
+	if s.torn {
+		st, err := s.f.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("stat spool: %w", err)
+		}
+		s.size = st.Size()
+		buf.WriteByte('\n')
+	}
+	var sum [9]byte
 	for i := range evs {
 		b, err := evs[i].Encode()
 		if err != nil {
-			return err
+			log.Error("event cannot be spooled", "event_id", evs[i].EventID, "error", err)
+			skipped++
+			continue
 		}
-		fmt.Fprintf(&buf, "%08x ", crc32.ChecksumIEEE(b))
+		buf.Write(fmt.Appendf(sum[:0], "%08x ", crc32.ChecksumIEEE(b)))
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
 	if _, err := s.f.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("write spool: %w", err)
+		if terr := s.f.Truncate(s.size); terr != nil {
+			s.torn = true
+		}
+		return 0, fmt.Errorf("write spool: %w", err)
 	}
+	s.size += int64(buf.Len())
+	s.torn = false
+	return skipped, nil
+}
+
+// sync flushes what was written to the disk.
+func (s *spoolFile) sync() error {
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("sync spool: %w", err)
 	}
 	return nil
 }
 
-// read returns every intact event in the file.
-func (s *spoolFile) read() ([]events.Event, int, error) {
-	f, err := os.Open(s.path)
-	if err != nil {
-		return nil, 0, fmt.Errorf("open spool: %w", err)
-	}
-	defer f.Close()
-	return readSpool(f)
+// readRange reads up to max records from the byte offsets from to to and returns
+// them, with the offset after the last one read.
+func (s *spoolFile) readRange(from, to int64, max int, maxPayload int64, log *slog.Logger) (
+	spoolBatch, int64, error) {
+	r := bufio.NewReaderSize(io.NewSectionReader(s.f, from, to-from), 64<<10)
+	b, err := readRecords(r, max, maxPayload, log)
+	return b, from + b.size, err
 }
 
-// empty truncates the file once everything in it has been acknowledged.
-func (s *spoolFile) empty() error {
-	if err := s.f.Truncate(0); err != nil {
-		return fmt.Errorf("truncate spool: %w", err)
+// spoolBatch is what was read of a spool: the messages that publish its intact
+// records.
+type spoolBatch struct {
+	msgs   []*nats.Msg
+	intact int   // records read whole: the messages and the events too large to send
+	bad    int   // damaged records, skipped
+	size   int64 // bytes of the records read
+}
+
+// readRecords reads up to max records (all for max <= 0) from r. An event that
+// cannot fit the server's max payload even cut down is logged and left out: it would
+// never be accepted, and would hold back all the others.
+func readRecords(r *bufio.Reader, max int, maxPayload int64, log *slog.Logger) (spoolBatch, error) {
+	var b spoolBatch
+	for max <= 0 || b.intact+b.bad < max {
+		line, err := readLine(r)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return b, fmt.Errorf("read spool: %w", err)
+		}
+		b.size += int64(len(line))
+		switch body, ok, skip := parseRecord(line); {
+		case skip:
+		case !ok:
+			b.bad++
+		default:
+			m, err := recordMsg(body, maxPayload)
+			switch {
+			case errors.Is(err, errDamaged):
+				b.bad++
+			case err != nil:
+				b.intact++
+				log.Error("spooled event cannot be sent", "error", err)
+			default:
+				b.intact++
+				b.msgs = append(b.msgs, m)
+			}
+		}
+		if err != nil {
+			break
+		}
 	}
-	return nil
+	return b, nil
+}
+
+// readLine returns the next line with its newline, however long.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return line, err
+	}
+	long := append([]byte(nil), line...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		line, err = r.ReadSlice('\n')
+		long = append(long, line...)
+	}
+	return long, err
+}
+
+// advance records that the records before offset next were acknowledged. Once all
+// of them were, it empties the file and reports so.
+func (s *spoolFile) advance(next int64) (bool, error) {
+	s.sent = next
+	if s.sent < s.size {
+		return false, nil
+	}
+	if err := s.f.Truncate(0); err != nil {
+		return false, fmt.Errorf("truncate spool: %w", err)
+	}
+	s.size, s.sent, s.torn = 0, 0, false
+	return true, nil
+}
+
+// read reads every record in the file.
+func (s *spoolFile) read(maxPayload int64, log *slog.Logger) (spoolBatch, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return spoolBatch{}, fmt.Errorf("open spool: %w", err)
+	}
+	defer f.Close()
+	return readRecords(bufio.NewReader(f), 0, maxPayload, log)
 }
 
 // close releases the file, removing it when it holds nothing.
@@ -122,53 +227,70 @@ func (s *spoolFile) close(keep bool) error {
 	return s.f.Close()
 }
 
-// readSpool parses spool records, skipping (and counting) the lines whose checksum
-// or JSON is wrong.
-func readSpool(r io.Reader) ([]events.Event, int, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	var out []events.Event
-	bad := 0
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 {
-			continue
-		}
-		sum, body, ok := bytes.Cut(line, []byte(" "))
-		want, err := strconv.ParseUint(string(sum), 16, 32)
-		if !ok || err != nil || len(sum) != 8 || uint32(want) != crc32.ChecksumIEEE(body) {
-			bad++
-			continue
-		}
-		e, err := events.Decode(body)
-		if err != nil {
-			bad++
-			continue
-		}
-		out = append(out, e)
+// parseRecord checks one record, with or without its newline, and returns the
+// event's JSON. It reports ok for an intact record, and skip for an empty line,
+// which is no record at all.
+func parseRecord(line []byte) (body []byte, ok, skip bool) {
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	if len(line) == 0 {
+		return nil, false, true
 	}
-	if err := sc.Err(); err != nil {
-		return out, bad, fmt.Errorf("read spool: %w", err)
+	sum, body, found := bytes.Cut(line, []byte(" "))
+	want, err := strconv.ParseUint(string(sum), 16, 32)
+	if !found || err != nil || len(sum) != 8 || uint32(want) != crc32.ChecksumIEEE(body) {
+		return nil, false, false
 	}
-	return out, bad, nil
+	return body, true, false
 }
 
-// publishAll publishes events in order and waits until JetStream acknowledged every
-// one. A resend of an event it already has is dropped by its message id. An event
-// that cannot fit the server's max payload even cut down is logged and left out: it
-// would never be accepted, and would hold back all the others.
-func publishAll(ctx context.Context, js jetstream.JetStream, evs []events.Event, log *slog.Logger) error {
-	maxPayload := js.Conn().MaxPayload()
+// errDamaged is the error of a record whose checksum holds but whose JSON is not an
+// event's.
+var errDamaged = errors.New("damaged spool record")
+
+// headerRoom is what a message's subject and headers may take beside its data, as
+// in [events.Event.MsgWithin].
+const headerRoom = 1 << 10
+
+// recordMsg returns the message that publishes a spooled event's JSON. The record
+// was written by [events.Event.Encode] and its checksum holds, so only what the
+// subject and the message id need is decoded, and the JSON goes out as it is: the
+// full decoding costs the sender several times more. An event too large for the
+// server is decoded whole, to be cut down.
+func recordMsg(body []byte, maxPayload int64) (*nats.Msg, error) {
+	var h struct {
+		EventID   string          `json:"event_id"`
+		TaskID    string          `json:"task_id"`
+		TaskType  events.TaskType `json:"task_type"`
+		EventType events.Type     `json:"event_type"`
+	}
+	if err := json.Unmarshal(body, &h); err != nil {
+		return nil, fmt.Errorf("%w: %w", errDamaged, err)
+	}
+	if events.ValidateEventID(h.EventID) != nil || events.ValidateTaskID(h.TaskID) != nil ||
+		!h.TaskType.Valid() || !h.EventType.Valid() {
+		return nil, fmt.Errorf("%w: not an event", errDamaged)
+	}
+	if maxPayload > 0 && int64(len(body))+headerRoom > maxPayload {
+		e, err := events.Decode(body)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errDamaged, err)
+		}
+		return e.MsgWithin(maxPayload)
+	}
+	m := nats.NewMsg(events.Subject(h.TaskType, h.TaskID, h.EventType))
+	m.Data = bytes.Clone(body)
+	m.Header.Set(jetstream.MsgIDHeader, h.EventID)
+	return m, nil
+}
+
+// publishMsgs publishes messages in order and waits until JetStream acknowledged
+// every one. A resend of an event it already has is dropped by its message id.
+func publishMsgs(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
 	const chunk = 1024
-	for start := 0; start < len(evs); start += chunk {
-		part := evs[start:min(start+chunk, len(evs))]
+	for start := 0; start < len(msgs); start += chunk {
+		part := msgs[start:min(start+chunk, len(msgs))]
 		futures := make([]jetstream.PubAckFuture, 0, len(part))
-		for i := range part {
-			m, err := part[i].MsgWithin(maxPayload)
-			if err != nil {
-				log.Error("spooled event cannot be sent", "event_id", part[i].EventID, "error", err)
-				continue
-			}
+		for _, m := range part {
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {
 				return fmt.Errorf("publish spooled event: %w", err)
@@ -240,21 +362,21 @@ func drainFile(ctx context.Context, js jetstream.JetStream, path string, log *sl
 		return 0, nil // removed by the drainer that held the lock before us
 	}
 
-	evs, bad, err := readSpool(f)
+	b, err := readRecords(bufio.NewReader(f), 0, js.Conn().MaxPayload(), log)
 	if err != nil {
 		return 0, err
 	}
-	if bad > 0 {
-		log.Warn("spool file has damaged records, skipped", "file", path, "records", bad)
+	if b.bad > 0 {
+		log.Warn("spool file has damaged records, skipped", "file", path, "records", b.bad)
 	}
-	if err := publishAll(ctx, js, evs, log); err != nil {
+	if err := publishMsgs(ctx, js, b.msgs); err != nil {
 		return 0, err
 	}
 	if err := os.Remove(path); err != nil {
-		return len(evs), fmt.Errorf("remove sent spool file: %w", err)
+		return len(b.msgs), fmt.Errorf("remove sent spool file: %w", err)
 	}
-	log.Info("spool file sent", "file", path, "events", len(evs))
-	return len(evs), nil
+	log.Info("spool file sent", "file", path, "events", len(b.msgs))
+	return len(b.msgs), nil
 }
 
 // connected reports whether nc is up: while it is not, publishing only waits.

@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniray/miniray/internal/natstest"
 	"github.com/miniray/miniray/pkg/events"
@@ -19,22 +22,24 @@ func TestSpoolSurvivesATornWrite(t *testing.T) {
 	for range 3 {
 		evs = append(evs, events.New(events.TaskProgress, "t", events.TypeTask, "n", events.Data{}))
 	}
-	if err := s.append(evs[:2]); err != nil {
+	log := slog.New(slog.DiscardHandler)
+	if _, err := s.append(evs[:2], log); err != nil {
 		t.Fatal(err)
 	}
 	// A crash in the middle of a write: half a record, then a later client appends.
 	if _, err := s.f.WriteString(`0badc0de {"event_id":"x","task_`); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.append(evs[2:]); err != nil {
+	if _, err := s.append(evs[2:], log); err != nil {
 		t.Fatal(err)
 	}
-	got, bad, err := s.read()
+	got, err := s.read(0, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bad != 1 || len(got) != 2 || got[0].EventID != evs[0].EventID || got[1].EventID != evs[1].EventID {
-		t.Fatalf("got %d events, %d bad; want the first 2 and 1 bad", len(got), bad)
+	id := func(i int) string { return got.msgs[i].Header.Get(jetstream.MsgIDHeader) }
+	if got.bad != 1 || len(got.msgs) != 2 || id(0) != evs[0].EventID || id(1) != evs[1].EventID {
+		t.Fatalf("got %d events, %d bad; want the first 2 and 1 bad", len(got.msgs), got.bad)
 	}
 }
 
@@ -45,7 +50,7 @@ func TestDrainSkipsSpoolsOfLiveProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := events.New(events.TaskSubmitted, "t", events.TypeTask, "n", events.Data{})
-	if err := live.append([]events.Event{e}); err != nil {
+	if _, err := live.append([]events.Event{e}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -63,5 +68,41 @@ func TestDrainSkipsSpoolsOfLiveProcesses(t *testing.T) {
 	}
 	if _, err := os.Stat(live.path); !os.IsNotExist(err) {
 		t.Fatalf("sent spool file still there: %v", err)
+	}
+}
+
+// TestCloseWaitsForOrphanSpools closes a client at once, as a short job would: the
+// spool file another process left behind is sent all the same before Close returns.
+func TestCloseWaitsForOrphanSpools(t *testing.T) {
+	dir := t.TempDir()
+	orphan, err := createSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []events.Event
+	for range 2000 {
+		evs = append(evs, events.New(events.TaskProgress, "t", events.TypeTask, "n", events.Data{}))
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	if _, err := orphan.append(evs, log); err != nil {
+		t.Fatal(err)
+	}
+	orphan.f.Close() // its process is gone
+
+	srv := natstest.Start(t)
+	c, err := NewClient(srv.NC, WithSpoolDir(dir), WithLogger(log), WithHeartbeat(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := c.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if _, err := os.Stat(orphan.path); !os.IsNotExist(err) {
+		t.Fatalf("orphan spool file still there after Close: %v", err)
+	}
+	if got := len(srv.Events(t)); got != len(evs) {
+		t.Fatalf("stream holds %d events, want the orphan's %d", got, len(evs))
 	}
 }
