@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/miniray/miniray/pkg/projection"
 )
@@ -355,9 +356,52 @@ func (b *browser) chartPoints() map[string]int {
 			.map((c) => [c.dataset.metric, Number(c.dataset.points)]))`)
 }
 
+// focusJS describes the element that has the keyboard focus, for messages.
+const focusJS = `(() => {
+	const e = document.activeElement;
+	if (!e) return "nothing";
+	const text = (e.getAttribute("aria-label") || e.textContent || "").trim().slice(0, 40);
+	return e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") +
+		(e.className ? "." + e.className.split(" ").join(".") : "") + " " + JSON.stringify(text);
+})()`
+
+// press sends keys as a user's keyboard does: the browser's own handling of the
+// keys (moving the focus, following a link, clicking a button) takes place.
+func (b *browser) press(keys string, opts ...chromedp.KeyOption) {
+	b.t.Helper()
+	b.do(fmt.Sprintf("press %q", keys), chromedp.KeyEvent(keys, opts...))
+}
+
+// tabTo presses Tab until the focus is on an element for which match, a JavaScript
+// expression of the element e, is true, and checks that the focus is visible there.
+// It fails after the given number of presses, listing where the focus went.
+func (b *browser) tabTo(what, match string, presses int) {
+	b.t.Helper()
+	var visited []string
+	for range presses {
+		b.press(kb.Tab)
+		if eval[bool](b, "((e) => Boolean(e && ("+match+")))(document.activeElement)") {
+			visible := eval[bool](b, `(() => {
+				const e = document.activeElement, r = e.getBoundingClientRect();
+				return e.matches(":focus-visible") && getComputedStyle(e).outlineStyle !== "none" &&
+					r.width > 0 && r.height > 0 && r.right > 0 && r.bottom > 0;
+			})()`)
+			if !visible {
+				b.t.Errorf("%s: got the focus there without a visible outline", what)
+			}
+			return
+		}
+		visited = append(visited, eval[string](b, focusJS))
+	}
+	b.t.Fatalf("%s: not reached with %d presses of Tab; the focus went to:\n%s\n"+
+		"at %s the page shows:\n%s", what, presses, strings.Join(visited, "\n"),
+		eval[string](b, "location.hash"), eval[string](b, `document.body.innerText.slice(0, 2000)`))
+}
+
 // TestBrowserDashboard drives the real page in Chromium against the real programs:
 // the list, live updates, the task page with its charts, a tuning task's trials,
-// job data that looks like markup, and a dashboard restart under an open page.
+// job data that looks like markup, the list from the keyboard alone, and dashboard
+// restarts under an open task page and under a filtered list.
 func TestBrowserDashboard(t *testing.T) {
 	s := newSystem(t)
 	s.startCollector()
@@ -559,7 +603,138 @@ func TestBrowserDashboard(t *testing.T) {
 		}
 	})
 
-	t.Run("page comes back live after a dashboard restart", func(t *testing.T) {
+	t.Run("the list works from the keyboard", func(t *testing.T) {
+		b := b.on(t)
+		tune := s.taskNamed("iris-grid")
+		b.route("#/?q=iris")
+		hash := func() string { return eval[string](b, "location.hash") }
+		waitHash := func(what, want string) {
+			b.t.Helper()
+			deadline := time.Now().Add(10 * time.Second)
+			for h := hash(); h != want; h = hash() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: got fragment %q, want %q; focus on %s", what, h, want,
+						eval[string](b, focusJS))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			// A row the focus is on would vanish under it if the answer for an older
+			// query came in later: the list must show what the fragment asks for.
+			if strings.HasPrefix(want, "#/?") {
+				b.waitFor(what+", rendered", 10*time.Second,
+					`app.list && listHash(app.list.query) === location.hash && !app.inflight`)
+			}
+		}
+
+		waitHash("list of iris tasks", "#/?q=iris")
+		b.waitFor("rows of iris tasks", 10*time.Second, rowJS("iris-grid"))
+
+		// The skip link comes first and moves the focus to the content, keeping the
+		// route.
+		eval[bool](b, `(document.querySelector("h1 a").focus(), true)`)
+		b.press(kb.Tab, chromedp.KeyModifiers(chromedp.ModifierShift))
+		if got := eval[string](b, focusJS); !strings.HasPrefix(got, "a.skip") {
+			t.Fatalf("got the focus on %s before the page's first link, want the skip link", got)
+		}
+		b.press(kb.Enter)
+		b.waitFor("focus on the content", 10*time.Second, `document.activeElement === byId("main")`)
+		if h := hash(); h != "#/?q=iris" {
+			t.Fatalf("got fragment %q after the skip link, want the route kept", h)
+		}
+
+		// Filters: a select changes with the arrow keys, the search box applies on
+		// Enter.
+		b.tabTo("type filter", `e.id === "f-type"`, 5)
+		b.press(kb.ArrowDown)
+		waitHash("type filter applied", "#/?type=training&q=iris")
+		b.press(kb.ArrowUp)
+		waitHash("type filter cleared", "#/?q=iris")
+		b.tabTo("search box", `e.id === "f-q"`, 5)
+		b.press("iris-grid" + kb.Enter) // Tab selected the box's text: this replaces it
+		waitHash("search applied", "#/?q=iris-grid")
+
+		// A sort header sorts on Enter, and turns the order around on a second one.
+		nameSort := `document.querySelector("button.sort[data-sort=name]").parentElement` +
+			`.getAttribute("aria-sort")`
+		b.tabTo("name header", `e.matches("button.sort[data-sort=name]")`, 10)
+		b.press(kb.Enter)
+		waitHash("sorted by name", "#/?q=iris-grid&sort=name")
+		b.waitFor("aria-sort ascending", 10*time.Second, nameSort+` === "ascending"`)
+		b.press(kb.Enter)
+		waitHash("sorted by name, descending", "#/?q=iris-grid&sort=-name")
+		b.waitFor("aria-sort descending", 10*time.Second, nameSort+` === "descending"`)
+
+		// The expander of the tuning task hides and shows its trials.
+		row := `#task-rows tr[data-key='` + tune.TaskID + `']`
+		toggle := `document.querySelector("` + row + ` button.toggle")`
+		trials := `document.querySelectorAll("#task-rows tr.child[data-kind=task]").length`
+		b.tabTo("trials expander", `e.matches("`+row+` button.toggle")`, 20)
+		open := eval[string](b, toggle+`.getAttribute("aria-expanded")`) == "true"
+		for range 2 {
+			b.press(kb.Enter)
+			open = !open
+			want := "0"
+			if open {
+				want = "8"
+			}
+			b.waitFor(fmt.Sprintf("trials shown: %v", open), 10*time.Second,
+				toggle+`.getAttribute("aria-expanded") === "`+fmt.Sprint(open)+`" && `+
+					trials+` === `+want)
+		}
+
+		// A row's link opens its task; the back link returns to the list as it was.
+		b.tabTo("row link of iris-grid", `e.matches("`+row+` a.name")`, 20)
+		b.press(kb.Enter)
+		waitHash("task page of iris-grid", "#/task/"+tune.TaskID)
+		b.waitFor("iris-grid shown", 10*time.Second,
+			`byId("task-name").textContent === "iris-grid"`)
+		b.tabTo("back link", `e.id === "back-link"`, 5)
+		b.press(kb.Enter)
+		waitHash("back on the list", "#/?q=iris-grid&sort=-name")
+		b.waitFor("the list again", 10*time.Second, rowJS("iris-grid"))
+		b.noReload()
+		b.checkClean()
+	})
+
+	t.Run("the open task comes back live after a dashboard restart", func(t *testing.T) {
+		b := b.on(t)
+		const id = "restart-job"
+		job := start(t, "jobber", s.jobEnv(), "--steps", "3000", "--every", "20ms",
+			"--name", id, "--task-id", id)
+		b.route("#/task/" + id)
+		points := `Number(document.querySelector("#charts .chart[data-metric=loss]")` +
+			`?.dataset.points || 0)`
+		step := `Number(document.querySelector("#task-summary .step").textContent` +
+			`.split(" / ")[0]) || 0`
+		b.waitFor("the running job's chart", 30*time.Second, points+" >= 20")
+
+		s.dashboard.stop(t)
+		b.waitFor("offline status", 10*time.Second, `!document.querySelector("#ready.live")`)
+		s.startDashboard()
+		b.waitFor("live again", 30*time.Second,
+			`document.querySelector("#ready.live") && live.connected`)
+		if job.exited() {
+			t.Fatal("the job ended before the page was back; the test proves nothing")
+		}
+
+		// Still the same task, and it moves on: new points and steps arrive live.
+		back, backStep := eval[int](b, points), eval[int](b, step)
+		b.waitFor("the chart grows after the restart", 30*time.Second,
+			fmt.Sprintf("%s > %d + 20 && %s > %d", points, back, step, backStep))
+		if h := eval[string](b, "location.hash"); h != "#/task/"+id {
+			t.Errorf("got fragment %q after the restart, want the open task kept", h)
+		}
+		if name := eval[string](b, `byId("task-name").textContent`); name != id {
+			t.Errorf("got task %q on the page, want %s", name, id)
+		}
+		job.stop(t)
+		b.waitFor("cancelled live", 30*time.Second,
+			`byId("task-badge").textContent === "CANCELLED"`)
+		b.noReload()
+		b.checkClean()
+	})
+
+	t.Run("the list comes back live with its filter after a dashboard restart", func(t *testing.T) {
 		b := b.on(t)
 		b.route("#/?type=training")
 		b.waitFor("filtered list", 10*time.Second, rowJS("live-job"))

@@ -26,20 +26,20 @@ type status struct {
 	ready    bool // the store is provisioned
 	watchdog *watchdog
 
-	lostPublished prometheus.Counter
-	spoolSent     prometheus.Counter
+	// The events the collector published, by source: the watchdog's task_lost
+	// events, the spool files of jobs, the HTTP ingest.
+	lostPublished  prometheus.Counter
+	spoolPublished prometheus.Counter
+	httpPublished  prometheus.Counter
 }
 
 func newStatus(reg *prometheus.Registry) *status {
+	published := metrics.RegisterPublished(reg)
 	st := &status{
-		lostPublished: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "miniray", Name: "lost_published_total",
-			Help: "task_lost events the watchdog published."}),
-		spoolSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "miniray", Name: "spool_events_sent_total",
-			Help: "Events the collector sent from jobs' spool files."}),
+		lostPublished:  published.WithLabelValues(metrics.SourceLost),
+		spoolPublished: published.WithLabelValues(metrics.SourceSpool),
+		httpPublished:  published.WithLabelValues(metrics.SourceHTTP),
 	}
-	reg.MustRegister(st.lostPublished, st.spoolSent)
 	metrics.RegisterNATS(reg, st.conn)
 	return st
 }

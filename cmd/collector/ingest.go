@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/miniray/miniray/pkg/events"
 )
@@ -57,8 +58,9 @@ const (
 // Nats-Msg-Id header: a retried request is dropped by JetStream's duplicate window
 // and, after it, by the projection, which is idempotent by event id.
 type ingest struct {
-	maxBytes int64
-	log      *slog.Logger
+	maxBytes  int64
+	log       *slog.Logger
+	published prometheus.Counter // if set, counts the events of requests stored in full
 
 	// mu guards js, which is nil until the store is provisioned: before that, an
 	// event could be published to a subject no stream captures.
@@ -129,6 +131,9 @@ func (in *ingest) handle(c *gin.Context) {
 	if err != nil {
 		in.unavailable(c, err)
 		return
+	}
+	if in.published != nil {
+		in.published.Add(float64(len(msgs)))
 	}
 	c.JSON(http.StatusOK, gin.H{
 		"events":     len(msgs),

@@ -45,6 +45,7 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 	reg := metrics.NewRegistry()
 	st := newStatus(reg)
 	ing := newIngest(cfg.ingestMaxBytes, base)
+	ing.published = st.httpPublished
 	stopHTTP, err := serveHTTP(cfg.http, cfg.web, st, reg, ing, log)
 	if err != nil {
 		return err
@@ -105,7 +106,7 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 		}
 	})
 	if cfg.spoolDir != "" {
-		wg.Go(func() { drainSpools(ctx, js, cfg.spoolDir, cfg.spoolScan, st.spoolSent, log) })
+		wg.Go(func() { drainSpools(ctx, js, cfg.spoolDir, cfg.spoolScan, st.spoolPublished, log) })
 	}
 
 	<-ctx.Done()

@@ -1,6 +1,6 @@
-// Package metrics exposes the Prometheus metrics of miniray's programs: what the
-// projection applied and skipped, how far it lags the stream, tasks by status, the
-// NATS connection, and HTTP request durations.
+// Package metrics exposes the Prometheus metrics of miniray's programs: the events
+// published, what the projection applied and skipped, how far it lags the stream,
+// tasks by status, the NATS connection, and HTTP request durations.
 package metrics
 
 import (
@@ -30,6 +30,34 @@ func NewRegistry() *prometheus.Registry {
 // Handler serves the registry in the Prometheus text format.
 func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// Sources of the events a program publishes, the values of the source label of
+// miniray_events_published_total.
+const (
+	SourceLost  = "lost"  // task_lost events of the collector's watchdog
+	SourceSpool = "spool" // events the collector sent from jobs' spool files
+	SourceHTTP  = "http"  // events posted to the collector's HTTP ingest
+)
+
+// Sources lists the sources above, so that each is exported from the start, at 0.
+var Sources = []string{SourceLost, SourceSpool, SourceHTTP}
+
+// RegisterPublished registers the counter of events published to the stream, by
+// source. An event counts once JetStream acknowledged it, also when JetStream
+// dropped it as a copy of one it already holds: a publisher cannot tell the
+// difference for every source, and the projection skips such copies anyway.
+func RegisterPublished(reg *prometheus.Registry) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "events_published_total",
+		Help:      "Events published to the stream and acknowledged by JetStream, by source.",
+	}, []string{"source"})
+	for _, s := range Sources {
+		c.WithLabelValues(s)
+	}
+	reg.MustRegister(c)
+	return c
 }
 
 // ReplayState is what the projection's reader knows of its position.

@@ -141,11 +141,21 @@ func dumpDOM(tb testing.TB, bin, url string) (dom, log string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(tb.Context(), 60*time.Second)
 	defer cancel()
+	// The flags of tests/browser_test.go: nothing but the page may reach the network,
+	// and nothing of the machine's own set-up may change what the page shows.
 	cmd := exec.CommandContext(ctx, bin,
 		"--headless",
 		"--no-sandbox", // the test may run as root, where the sandbox refuses to start
 		"--disable-gpu",
 		"--no-first-run",
+		"--no-default-browser-check",
+		"--disable-background-networking",
+		"--disable-component-update",
+		"--disable-dev-shm-usage",
+		"--disable-extensions",
+		"--disable-sync",
+		"--force-color-profile=srgb",
+		"--hide-scrollbars",
 		"--user-data-dir="+tb.TempDir(),
 		"--enable-logging=stderr",
 		"--v=0",

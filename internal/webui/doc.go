@@ -37,8 +37,14 @@
 //   - Text that comes from a job (names, params, errors, stacks, metric names,
 //     results) is put in the page as text, never parsed as HTML; uPlot too sets
 //     series labels with textContent.
+//   - Its controls are native links, buttons and form fields, so that Tab
+//     reaches each and the keyboard works it, with a visible focus. The skip
+//     link moves the focus itself: its fragment, #main, would otherwise be taken
+//     for a route.
 //
 // The tests check the first two on the files and, where Chromium is installed,
-// the third in a real browser against a fake API; tests/browser_test.go drives
-// the page against the real programs.
+// the third in a real browser against a fake API whose canned answers, in
+// testdata, are checked against the dashboard's OpenAPI description;
+// tests/browser_test.go drives the page against the real programs, from the
+// keyboard too.
 package webui

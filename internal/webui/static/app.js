@@ -786,6 +786,16 @@ function wireFilters() {
   });
 }
 
+// wireSkipLink makes the skip link move the focus to the content. Its fragment,
+// #main, would otherwise be taken for a route and drop the list's filters or the
+// open task.
+function wireSkipLink() {
+  document.querySelector("a.skip").addEventListener("click", (ev) => {
+    ev.preventDefault();
+    byId("main").focus();
+  });
+}
+
 function wireTaskView() {
   byId("trials-form").addEventListener("submit", (ev) => ev.preventDefault());
   byId("trials-metric").addEventListener("change", applyTrialsForm);
@@ -806,6 +816,7 @@ function wireTaskView() {
 function start() {
   buildStats();
   buildSummary();
+  wireSkipLink();
   wireFilters();
   wireTaskView();
   window.addEventListener("hashchange", navigate);
