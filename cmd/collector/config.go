@@ -18,7 +18,7 @@ var settings = append([]config.Setting{
 	{Key: "nats_url", Default: "",
 		Usage: "NATS server or cluster to use; empty starts the embedded server"},
 	{Key: "http", Default: "127.0.0.1:8081",
-		Usage: "listen address of the health checks and the Prometheus metrics"},
+		Usage: "listen address of the event ingest, the health checks and the metrics"},
 	{Key: "nats_listen", Default: "127.0.0.1:4222",
 		Usage: "client listen address of the embedded NATS server"},
 	{Key: "data_dir", Default: "./data", Usage: "data directory of the embedded NATS server"},

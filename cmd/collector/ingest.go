@@ -199,7 +199,7 @@ func contentType(ct string) (bool, *ingestError) {
 	if err != nil {
 		return false, refuse
 	}
-	if cs, ok := params["charset"]; ok && cs != "utf-8" && cs != "UTF-8" {
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		refuse.msg = fmt.Sprintf("charset %q: events are UTF-8", cs)
 		return false, refuse
 	}

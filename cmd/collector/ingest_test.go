@@ -141,6 +141,8 @@ func TestIngestAcceptsEveryShape(t *testing.T) {
 	}{
 		{"object", "application/json", mustJSON(t, one), 1},
 		{"array", "application/json; charset=utf-8", mustJSON(t, lifecycle("training_arr")), 4},
+		{"charset in any case", "application/json; charset=Utf-8",
+			mustJSON(t, lifecycle("training_cs")), 4},
 		{"ndjson", "application/x-ndjson", ndjson(t, lifecycle("training_nd")), 4},
 	}
 	var total uint64
