@@ -148,7 +148,7 @@ type Client struct {
 
 // warnings remembers which of the warnings logged once per client were logged.
 type warnings struct {
-	overflow, overCapacity atomic.Bool
+	overflow, overCapacity, refused atomic.Bool
 }
 
 // Connect returns a client for the NATS server at url. It does not wait for the

@@ -2,8 +2,10 @@ package tracking
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniray/miniray/pkg/events"
@@ -431,6 +433,9 @@ func (c *Client) drainOrphans() {
 }
 
 func (c *Client) setOffline(off bool) {
+	if off {
+		c.noteRefused()
+	}
 	if c.offline == off {
 		return
 	}
@@ -441,4 +446,23 @@ func (c *Client) setOffline(off bool) {
 		return
 	}
 	c.log.Info("nats reachable again")
+}
+
+// noteRefused logs, once, that the server refused the connection's credentials. From
+// the sender a refused login looks like an unreachable server, but it does not go
+// away by waiting: the job's owner has to fix the credentials.
+func (c *Client) noteRefused() {
+	err := c.nc.LastError()
+	if err == nil || !isAuthError(err) || c.warned.refused.Swap(true) {
+		return
+	}
+	c.log.Error("nats refused the job's credentials, events are spooled until it"+
+		" accepts them", "servers", c.nc.Servers(), "spool", c.cfg.spoolDir, "error", err)
+}
+
+// isAuthError reports whether err is the server refusing the connection's
+// credentials.
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked)
 }
