@@ -85,6 +85,13 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, name), args...)
 	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, name, cmd)
+}
+
+// startCmd starts cmd, named name in the test's log, and stops it when the test
+// ends. Its output goes to the log when the test fails.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -98,7 +105,7 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("--- output of %s %v:\n%s", name, args, out.String())
+			t.Logf("--- output of %s %v:\n%s", name, cmd.Args[1:], out.String())
 		}
 	})
 	return p

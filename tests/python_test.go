@@ -94,23 +94,7 @@ func startPython(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(python(t), args...)
 	cmd.Env = env
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start python3 %v: %v", args, err)
-	}
-	p := &proc{name: "python3", cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("--- output of python3 %v:\n%s", args, out.String())
-		}
-	})
-	return p
+	return startCmd(t, "python3", cmd)
 }
 
 // runPython runs a Python program to its end and checks its exit status.

@@ -73,10 +73,11 @@ func (s *Server) Stop() {
 	s.Shutdown()
 }
 
-// Events returns every event on the server's stream, in stream order.
+// Events returns every event on the server's stream, in stream order. It gives a
+// stream of a few hundred thousand events the time it takes on a slow machine.
 func (s *Server) Events(t testing.TB) []events.Event {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	st, err := s.JS.Stream(ctx, events.StreamName)
 	if err != nil {
@@ -90,9 +91,18 @@ func (s *Server) Events(t testing.TB) []events.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One iterator for the whole read: Next on the consumer would fetch one message
+	// per request.
+	it, err := c.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	out := make([]events.Event, 0, info.State.Msgs)
 	for range info.State.Msgs {
-		m, err := c.Next(jetstream.FetchContext(ctx))
+		m, err := it.Next()
 		if err != nil {
 			t.Fatalf("read event %d of %d: %v", len(out)+1, info.State.Msgs, err)
 		}

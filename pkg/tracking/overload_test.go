@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniray/miniray/internal/natstest"
 	"github.com/miniray/miniray/pkg/events"
@@ -60,7 +59,7 @@ func TestTightLoopLosesNothing(t *testing.T) {
 		t.Fatal("the queue never overflowed to the spool; the test proves nothing")
 	}
 
-	evs := streamEvents(t, s.JS)
+	evs := s.Events(t)
 	checkExactlyOnce(t, evs, id, steps)
 	step := int64(0)
 	for _, e := range evs {
@@ -182,7 +181,7 @@ func TestReportWaitIsBounded(t *testing.T) {
 			if c.Spooled() != 0 {
 				t.Fatalf("%d events left in the spool with the server back", c.Spooled())
 			}
-			checkExactlyOnce(t, streamEvents(t, s.JS), id, len(took))
+			checkExactlyOnce(t, s.Events(t), id, len(took))
 		})
 	}
 }
@@ -226,45 +225,6 @@ func checkExactlyOnce(t *testing.T, evs []events.Event, id string, steps int) {
 	if fmt.Sprint(byType) != fmt.Sprint(want) {
 		t.Fatalf("events by type %v, want %v", byType, want)
 	}
-}
-
-// streamEvents reads every event of the stream, in stream order.
-func streamEvents(t *testing.T, js jetstream.JetStream) []events.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	st, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	out := make([]events.Event, 0, info.State.Msgs)
-	for uint64(len(out)) < info.State.Msgs {
-		m, err := it.Next()
-		if err != nil {
-			t.Fatalf("read event %d of %d: %v", len(out)+1, info.State.Msgs, err)
-		}
-		e, err := events.Decode(m.Data())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // recordLogs returns a logger that writes to the test's output and a function that
