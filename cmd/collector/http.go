@@ -73,6 +73,12 @@ func (st *status) readiness() (bool, string) {
 	return true, ""
 }
 
+// readTimeout bounds the reading of a whole request, body included, so that a client
+// that sends a body slowly, or not at all, cannot hold a connection for ever. It
+// leaves time for the largest body on a slow link, and for the ingest's wait for
+// JetStream's acknowledgements after the body is read.
+var readTimeout = time.Minute
+
 // serveHTTP starts the collector's HTTP listener: health checks, metrics and the
 // ingest of events. It listens before anything else starts, so that a busy port
 // fails at once.
@@ -103,7 +109,17 @@ func serveHTTP(addr string, sec httpSecurity, st *status, reg *prometheus.Regist
 		c.JSON(http.StatusNotFound, gin.H{"error": "no such endpoint: " + c.Request.URL.Path})
 	})
 
-	srv := &http.Server{Handler: sec.wrap(r), ReadHeaderTimeout: 10 * time.Second}
+	r.HandleMethodNotAllowed = true
+	r.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": c.Request.Method + " " +
+			c.Request.URL.Path + " is not allowed"})
+	})
+
+	srv := &http.Server{
+		Handler:           sec.wrap(r),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       readTimeout,
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("serve http", "error", err)
