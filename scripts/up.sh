@@ -6,7 +6,9 @@
 #
 # Addresses, all on loopback by default: MINIRAY_NATS_LISTEN (NATS, 127.0.0.1:4222),
 # MINIRAY_HTTP (the dashboard, 127.0.0.1:8080) and MINIRAY_COLLECTOR_HTTP (the
-# collector's health checks, metrics and event ingest, 127.0.0.1:8081).
+# collector's health checks, metrics and event ingest, 127.0.0.1:8081). The collector
+# sends the spool files it finds in MINIRAY_SPOOL_DIR (default: miniray/spool in the
+# user's cache dir), where the example jobs spool too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +30,8 @@ cleanup() {
     wait "${pids[@]}" 2>/dev/null || true
   fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
 # wait_for NAME PID TEXT: waits until the program's log says TEXT, or fails with the
 # log if the program exits first. The log line, not an open port, tells that it is
@@ -73,4 +76,17 @@ echo "running the example jobs (their output is in .demo/jobs.log)..."
 echo
 echo "miniray is up: dashboard at http://$http_addr"
 echo "NATS at $nats_url; logs in .demo/. Press Ctrl-C to stop."
-wait
+
+# Run until Ctrl-C; if the collector or the dashboard dies meanwhile, say so and stop
+# the other, rather than go on serving half a system.
+set +e
+wait -n "${pids[@]}"
+status=$?
+for i in "${!pids[@]}"; do
+  if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+    name=$([ "$i" = 0 ] && echo collector || echo dashboard)
+    echo "$name exited (status $status); the end of its log (.demo/$name.log):" >&2
+    tail -n 20 ".demo/$name.log" >&2
+  fi
+done
+exit 1
