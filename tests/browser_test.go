@@ -25,6 +25,13 @@ import (
 // xssName is a task name that would run a script if the page parsed it as HTML.
 const xssName = "<img src=x onerror=alert(1)>"
 
+// bidiName would read "invoice-exe.pdf" if the page let its right-to-left override
+// act; the page shows the override as U+FFFD, in shownBidiName.
+const (
+	bidiName      = "invoice-\u202Efdp.exe"
+	shownBidiName = "invoice-\uFFFDfdp.exe"
+)
+
 // shotDir is where the tests write the screenshots the README shows.
 var shotDir = filepath.Join("..", "docs", "screenshots")
 
@@ -413,6 +420,7 @@ func TestBrowserDashboard(t *testing.T) {
 		[]string{"tune"},
 		[]string{"fail"},
 		[]string{"jobber", "--name", xssName, "--steps", "5"},
+		[]string{"jobber", "--name", bidiName, "--steps", "2"},
 	)
 
 	b := newBrowser(t)
@@ -552,6 +560,11 @@ func TestBrowserDashboard(t *testing.T) {
 		b.route("#/?q=" + "%3Cimg")
 		b.waitFor("xss row", 10*time.Second, rowJS(xssName))
 		b.checkClean()
+
+		bidi := s.taskNamed(bidiName)
+		b.route("#/task/" + bidi.TaskID)
+		b.waitFor("direction override shown as U+FFFD", 20*time.Second,
+			`byId("task-name").textContent === `+jsString(shownBidiName))
 	})
 
 	t.Run("a panic shows its error and stack", func(t *testing.T) {

@@ -170,13 +170,22 @@ function hideError() {
 
 // ---- small DOM helpers
 
+// bidiControls are the characters that override or embed a direction of writing.
+// In a job's name they could make "invoice<U+202E>fdp.exe" read as "invoiceexe.pdf";
+// the page shows each as U+FFFD instead, so what is shown is what the job sent.
+const bidiControls = /[\u202A-\u202E\u2066-\u2069]/g;
+
+function displayed(text) {
+  return String(text).replace(bidiControls, "\uFFFD");
+}
+
 function el(tag, className, text) {
   const e = document.createElement(tag);
   if (className) {
     e.className = className;
   }
   if (text !== undefined) {
-    e.textContent = text;
+    e.textContent = displayed(text);
   }
   return e;
 }
@@ -184,7 +193,7 @@ function el(tag, className, text) {
 // setText changes an element's text only when it differs, so that updates do not
 // wipe a text selection or make screen readers announce unchanged content.
 function setText(e, text) {
-  const s = text === undefined || text === null ? "" : String(text);
+  const s = text === undefined || text === null ? "" : displayed(text);
   if (e.textContent !== s) {
     e.textContent = s;
   }
