@@ -2,7 +2,10 @@ package pkgbench
 
 import (
 	"encoding/json"
+	"runtime"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,6 +138,35 @@ func BenchmarkApplyMsg(b *testing.B) {
 	}
 }
 
+// BenchmarkFold100k decodes and folds the 1,000,000 events of 100,000 tasks, as a
+// replay does without the network, and reports the heap the projection then holds
+// per task: the figure behind the dashboard's memory. Run it with -benchtime 1x.
+func BenchmarkFold100k(b *testing.B) {
+	const tasks = 100_000
+	msgs := encoded(b, tasks)
+	stored := time.Now()
+	var perTask float64
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		p := projection.New(nil)
+		for i, m := range msgs {
+			if err := p.ApplyMsg(uint64(i+1), "", m, stored); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perTask = float64(after.HeapAlloc-before.HeapAlloc) / tasks
+		runtime.KeepAlive(p)
+		b.StartTimer()
+	}
+	b.ReportMetric(perTask, "heap-B/task")
+	b.ReportMetric(float64(len(msgs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
 // loaded is a projection of 100,000 generated tasks, built once for the query
 // benchmarks.
 var loaded = sync.OnceValues(func() (*projection.Projection, []string) {
@@ -176,6 +208,66 @@ func BenchmarkList100k(b *testing.B) {
 func BenchmarkListFiltered100k(b *testing.B) {
 	benchList(b, projection.Query{Type: events.TypeTraining, Status: projection.Failed,
 		Limit: 100})
+}
+
+func benchListJSON(b *testing.B, q projection.Query) {
+	p, _ := loaded()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		body, err := p.ListJSON(q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(body) < 1000 {
+			b.Fatal("empty page")
+		}
+	}
+}
+
+// BenchmarkListJSON100k is what the API does for a list that nothing changed since
+// it was last asked for: a cached page.
+func BenchmarkListJSON100k(b *testing.B) {
+	benchListJSON(b, projection.Query{Limit: 100})
+}
+
+// changeSeq numbers the events that benchmarks add to the loaded projection, past
+// those of its tasks: each must be new to be applied.
+var changeSeq atomic.Uint64
+
+func init() { changeSeq.Store(1 << 40) }
+
+// BenchmarkListJSONChanging100k is a list while jobs report: one task changes between
+// two requests, so each brings the sorted order up to date and encodes the page.
+func BenchmarkListJSONChanging100k(b *testing.B) {
+	for _, q := range []struct {
+		name string
+		q    projection.Query
+	}{
+		{"newest", projection.Query{Limit: 100}},
+		{"filtered", projection.Query{Type: events.TypeTraining, Status: projection.Failed,
+			Limit: 100}},
+		{"by_name", projection.Query{Sort: "name", Limit: 100, Offset: 50_000}},
+		{"search", projection.Query{Name: "tuning-4", Limit: 100}},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			p, ids := loaded()
+			// Task i of the generator is a training task when i%20 >= 8.
+			g := workload.NewGenerator(1)
+			ev := g.Task(8)[2]
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				seq := changeSeq.Add(1)
+				ev.TaskID = ids[int(seq)%(len(ids)/20)*20+8+int(seq)%12]
+				ev.EventID = strconv.FormatUint(seq, 10)
+				p.Apply(seq, &ev)
+				if _, err := p.ListJSON(q.q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkEncodePage100 is the encoding alone of a page of 100 tasks, as the API

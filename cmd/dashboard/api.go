@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -30,6 +33,16 @@ type state struct {
 	replayer *projection.Replayer
 	nc       *nats.Conn
 	err      error
+
+	stats atomic.Pointer[statsBody] // the last /api/stats answer
+}
+
+// statsBody is an encoded /api/stats answer and what it depends on: every page
+// polls it, and it changes only with the projection's version and the replay.
+type statsBody struct {
+	version uint64
+	replay  replayState
+	body    []byte
 }
 
 func (s *state) setConn(nc *nats.Conn) {
@@ -138,6 +151,9 @@ func newRouter(st *state, log *slog.Logger) http.Handler {
 	return headAsGet(r)
 }
 
+// jsonType is the content type of JSON answers, as gin's c.JSON sets it.
+const jsonType = "application/json; charset=utf-8"
+
 func apiError(c *gin.Context, code int, msg string) {
 	c.AbortWithStatusJSON(code, gin.H{"error": msg})
 }
@@ -156,14 +172,14 @@ func listTasks(st *state, fixed events.TaskType) gin.HandlerFunc {
 			apiError(c, http.StatusBadRequest, err.Error())
 			return
 		}
-		page, err := st.proj.List(q)
+		body, err := st.proj.ListJSON(q)
 		if err != nil {
 			apiError(c, http.StatusBadRequest, err.Error())
 			return
 		}
 		// While the replay catches up a list is partial; say so.
 		c.Header("X-Miniray-Ready", strconv.FormatBool(st.replay().Ready))
-		c.JSON(http.StatusOK, page)
+		c.Data(http.StatusOK, jsonType, body)
 	}
 }
 
@@ -223,10 +239,11 @@ func getTask(st *state) gin.HandlerFunc {
 			apiError(c, http.StatusBadRequest, err.Error())
 			return
 		}
-		body, ok, err := st.proj.GetJSON(id)
-		if err != nil {
-			apiError(c, http.StatusInternalServerError, err.Error())
-			return
+		buf := taskBuffers.Get().(*[]byte)
+		defer taskBuffers.Put(buf)
+		body, ok := st.proj.AppendJSON((*buf)[:0], id)
+		if cap(body) <= maxPooledBuffer {
+			*buf = body
 		}
 		if !ok {
 			msg := "task " + id + " not found"
@@ -236,9 +253,18 @@ func getTask(st *state) gin.HandlerFunc {
 			apiError(c, http.StatusNotFound, msg)
 			return
 		}
-		c.Data(http.StatusOK, "application/json; charset=utf-8", body)
+		c.Data(http.StatusOK, jsonType, body)
 	}
 }
+
+// taskBuffers holds the buffers that task states are encoded into: a task page is
+// asked for often, and a fresh buffer each time made most of the garbage that the
+// collector then had to chase under load.
+var taskBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBuffer bounds the buffers kept for reuse: one of a task with a long
+// history is left to the garbage collector.
+const maxPooledBuffer = 256 << 10
 
 type statsResponse struct {
 	projection.Stats
@@ -248,9 +274,30 @@ type statsResponse struct {
 
 func getStats(st *state) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		rs := st.replay()
-		c.JSON(http.StatusOK, statsResponse{Stats: st.proj.Stats(), Ready: rs.Ready, Replay: rs})
+		body, err := st.statsJSON()
+		if err != nil {
+			apiError(c, http.StatusInternalServerError, err.Error())
+			return
+		}
+		c.Data(http.StatusOK, jsonType, body)
 	}
+}
+
+// statsJSON returns the /api/stats answer, encoded again only when the projection
+// or the replay changed. The version is read before the statistics, so an answer
+// kept for a version is never older than it.
+func (st *state) statsJSON() ([]byte, error) {
+	rs := st.replay()
+	v := st.proj.Version()
+	if s := st.stats.Load(); s != nil && s.version == v && s.replay == rs {
+		return s.body, nil
+	}
+	body, err := json.Marshal(statsResponse{Stats: st.proj.Stats(), Ready: rs.Ready, Replay: rs})
+	if err != nil {
+		return nil, fmt.Errorf("encode stats: %w", err)
+	}
+	st.stats.Store(&statsBody{version: v, replay: rs, body: body})
+	return body, nil
 }
 
 // staticFiles serves the page for GET and HEAD, and a JSON 404 for everything else,
@@ -306,8 +353,15 @@ func securityHeaders(c *gin.Context) {
 	c.Next()
 }
 
+// requestLog logs each request at debug level. Its arguments are only built when
+// that level is on: boxing them cost every request a few allocations, and garbage
+// is what lengthens the slowest answers under load.
 func requestLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if !log.Enabled(c.Request.Context(), slog.LevelDebug) {
+			c.Next()
+			return
+		}
 		start := time.Now()
 		c.Next()
 		log.Debug("http request", "method", c.Request.Method, "path", c.Request.URL.Path,

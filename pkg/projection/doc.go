@@ -12,4 +12,11 @@
 //
 // A message that is not a valid event is skipped and counted by kind; it never stops
 // a replay and never touches another task.
+//
+// Every event a task applied stays readable, its data byte for byte as it arrived:
+// a task keeps its events in one compact log (history.go), the data of most events
+// in a binary form that renders back to the same JSON, and the duplicate check is an
+// exact set of the event ids in that log. Lists are served from sorted orders that
+// follow changes (listindex.go) rather than sorted for every request. The bucket is
+// written once the replay has caught up (see [Replayer]).
 package projection

@@ -67,10 +67,10 @@ func FuzzFold(f *testing.F) {
 
 		// A task whose latest attempt has ended shows that end, whatever came after.
 		for id, task := range forward.tasks {
-			latest := task.fold.attempts[len(task.fold.attempts)-1]
-			if latest.terminal != nil && !task.Status.Finished() {
+			latest := task.latest()
+			if latest.terminal != noRef && !task.status.Finished() {
 				t.Fatalf("task %s: attempt ended with %s but status is %s", id,
-					latest.terminal.et, task.Status)
+					task.hist.at(latest.terminal).et, task.status)
 			}
 		}
 	})

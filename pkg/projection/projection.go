@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,8 +49,8 @@ type Projection struct {
 	log *slog.Logger
 
 	mu      sync.RWMutex
-	tasks   map[string]*Task
-	order   []*Task // in order of first sight, for stable listing
+	tasks   map[string]*task
+	order   []*task // in order of first sight, for stable listing
 	applied uint64
 	// heartbeats counts applied heartbeats, copies included.
 	heartbeats uint64
@@ -61,7 +62,18 @@ type Projection struct {
 	stats      *Stats // cached for version statsVersion
 	statsV     uint64
 
+	// What keeps the lists cheap (see listindex.go): the tasks by parent and their
+	// counts by type and status, kept by every change, the log of changed tasks,
+	// and the sorted orders and pages built from them on request.
+	children    map[string][]*task
+	counts      [][]int // [typeIndex][statusIndex]
+	changes     []change
+	changesBase uint64 // position in the change log of changes[0]
+	list        listIndex
+
 	logged map[string]bool // skip kinds logged once already
+	fold   scratch
+	dec    decoder
 }
 
 // New returns an empty projection that logs skipped messages to log.
@@ -70,12 +82,14 @@ func New(log *slog.Logger) *Projection {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Projection{
-		log:     log.With("component", "projection"),
-		tasks:   make(map[string]*Task),
-		skipped: make(map[string]uint64, skipKindCount),
-		adjust:  make(map[string]uint64, 2),
-		dirty:   make(map[string]struct{}),
-		logged:  make(map[string]bool, skipKindCount),
+		log:      log.With("component", "projection"),
+		tasks:    make(map[string]*task),
+		skipped:  make(map[string]uint64, skipKindCount),
+		adjust:   make(map[string]uint64, 2),
+		dirty:    make(map[string]struct{}),
+		logged:   make(map[string]bool, skipKindCount),
+		children: make(map[string][]*task),
+		counts:   newCounts(),
 	}
 }
 
@@ -87,28 +101,30 @@ func New(log *slog.Logger) *Projection {
 // one stamped more than a day after it was stored gets the stored time instead:
 // both are applied and counted as adjusted.
 func (p *Projection) ApplyMsg(seq uint64, subject string, data []byte, stored time.Time) error {
-	if len(data) > MaxEventSize {
-		return p.skip(seq, SkipTooLarge, errors.New("event larger than the limit"))
+	p.dec.mu.Lock()
+	defer p.dec.mu.Unlock()
+	p.dec.decode(data, &p.dec.one)
+	return p.applyDecoded(seq, subject, stored, &p.dec.one)
+}
+
+// applyDecoded is ApplyMsg after the decoding, which a replay does apart.
+func (p *Projection) applyDecoded(seq uint64, subject string, stored time.Time, d *decoded) error {
+	if d.err != nil {
+		return p.skip(seq, d.kind, d.err)
 	}
-	e, err := events.Decode(data)
-	if err != nil {
-		kind := SkipInvalid
-		if errors.Is(err, events.ErrMalformed) {
-			kind = SkipMalformed
-		}
-		return p.skip(seq, kind, err)
-	}
+	e, raw := &d.e, d.raw
 	if subject != "" && subject != e.Subject() {
 		return p.skip(seq, SkipSubject, errors.New("subject "+subject+" does not match event"))
 	}
-	if cut := events.Bound(&e); len(cut) > 0 {
+	if cut := events.Bound(e); len(cut) > 0 {
+		raw = nil // the data changed: its JSON is encoded again
 		p.adjusted(AdjustBounded, seq, "fields "+strings.Join(cut, ", ")+" cut to their bounds")
 	}
 	if !stored.IsZero() && e.Timestamp > events.UnixSeconds(stored)+events.MaxClockAhead {
 		e.Timestamp, e.TimestampStr = events.UnixSeconds(stored), events.FormatTime(stored)
 		p.adjusted(AdjustClockAhead, seq, "timestamp more than a day ahead of the stream")
 	}
-	switch err := p.apply(seq, &e); {
+	switch err := p.apply(seq, e, raw); {
 	case errors.Is(err, errDuplicate):
 		return p.skip(seq, SkipDuplicate, err)
 	case err != nil:
@@ -169,32 +185,51 @@ func (p *Projection) adjusted(kind string, seq uint64, what string) {
 // nothing, when the task had already applied the event's id, or when the task id is
 // known with another task type: an event cannot turn a training task into another.
 func (p *Projection) Apply(seq uint64, e *events.Event) bool {
-	return p.apply(seq, e) == nil
+	return p.apply(seq, e, nil) == nil
 }
 
 var errDuplicate = errors.New("event already applied")
 
-func (p *Projection) apply(seq uint64, e *events.Event) error {
+// apply folds an event; raw is the JSON of its data as it came, or nil for what
+// e.DataJSON gives.
+func (p *Projection) apply(seq uint64, e *events.Event, raw []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
 	p.lastSeq = max(p.lastSeq, seq)
 	t, ok := p.tasks[e.TaskID]
-	if ok && t.Type != e.TaskType {
-		return fmt.Errorf("task %s is a %s task, not %s", e.TaskID, t.Type, e.TaskType)
+	if ok && t.tt != e.TaskType {
+		return fmt.Errorf("task %s is a %s task, not %s", e.TaskID, t.tt, e.TaskType)
 	}
 	if !ok {
-		t = newTask(e)
-		p.tasks[e.TaskID] = t
+		t = newTask(e, uint32(len(p.order)))
+		p.tasks[t.id] = t
 		p.order = append(p.order, t)
 	}
-	prevSeen := t.LastSeenAt
-	if !t.apply(e, seq) {
+	prevSeen, prevStatus, prevParent := t.lastSeen, t.status, t.parent
+	listed := p.list.active.Load()
+	var prevKeys listKeys
+	if listed && ok {
+		prevKeys = t.listKeys()
+	}
+	if !t.apply(e, raw, &p.fold) {
 		return fmt.Errorf("%w: %s", errDuplicate, e.EventID)
+	}
+	if !ok {
+		prevStatus = ""
+	}
+	if !ok || t.status != prevStatus {
+		p.count(t, prevStatus)
+	}
+	if t.parent != prevParent {
+		p.setParent(t, prevParent)
+	}
+	if listed {
+		p.logChange(t, prevKeys, !ok)
 	}
 	// A copy of an old heartbeat, published again, is not news of the task.
 	if e.EventType != events.TaskHeartbeat || e.Timestamp > prevSeen {
-		t.fold.heardAt = time.Now()
+		t.heardAt = time.Since(monoEpoch)
 	}
 	if e.EventType == events.TaskHeartbeat {
 		// Heartbeats are not deduplicated (they carry nothing a copy could double), so
@@ -259,46 +294,75 @@ func (p *Projection) Silent(since time.Time) []Silent {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var out []Silent
+	limit := since.Sub(monoEpoch)
 	for _, t := range p.order {
-		if t.Status != Running || !t.fold.heardAt.Before(since) {
+		if t.status != Running || t.heardAt >= limit {
 			continue
 		}
-		latest := t.fold.attempts[len(t.fold.attempts)-1]
-		out = append(out, Silent{TaskID: t.TaskID, Type: t.Type, Name: t.Name,
-			Attempt: latest.id, LastSeenAt: t.LastSeenAt})
+		out = append(out, Silent{TaskID: t.id, Type: t.tt, Name: t.name,
+			Attempt: t.latest().id, LastSeenAt: t.lastSeen})
 	}
 	return out
 }
 
-// takeDirty returns snapshots of the tasks changed since the last call.
-func (p *Projection) takeDirty() []snapshot {
+// dirtyCount returns the number of tasks changed since they were last taken.
+func (p *Projection) dirtyCount() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.dirty)
+}
+
+// takeDirty returns snapshots of at most n of the tasks changed since they were
+// last taken.
+func (p *Projection) takeDirty(n int) []snapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.dirty) == 0 {
 		return nil
 	}
-	out := make([]snapshot, 0, len(p.dirty))
+	out := make([]snapshot, 0, min(n, len(p.dirty)))
 	for id := range p.dirty {
+		if len(out) == n {
+			break
+		}
 		out = append(out, p.tasks[id].snapshot())
+		delete(p.dirty, id)
 	}
-	clear(p.dirty)
 	return out
 }
 
 // GetJSON returns one task's full state as JSON, history included, as [Projection.Get]
 // would give it, without parsing every event's data on the way.
 func (p *Projection) GetJSON(id string) ([]byte, bool, error) {
+	b, ok := p.AppendJSON(nil, id)
+	return b, ok, nil
+}
+
+// AppendJSON appends what [Projection.GetJSON] returns to b, so that a caller can
+// reuse its buffers, and reports whether the task exists.
+func (p *Projection) AppendJSON(b []byte, id string) ([]byte, bool) {
 	p.mu.RLock()
 	t, ok := p.tasks[id]
 	if !ok {
 		p.mu.RUnlock()
-		return nil, false, nil
+		return b, false
+	}
+	b = slices.Grow(b, 1500+4*len(t.hist.log))
+	// A small task is encoded at once; a large one from a copy, so that the lock
+	// is not held while its history is written out.
+	if len(t.hist.log) <= inlineEncode {
+		b = t.appendState(b, 0)
+		p.mu.RUnlock()
+		return b, true
 	}
 	s := t.snapshot()
 	p.mu.RUnlock()
-	b, err := s.marshal(0)
-	return b, true, err
+	return s.t.appendState(b, 0), true
 }
+
+// inlineEncode is the size of history up to which GetJSON encodes a task under
+// the read lock: a few microseconds of writing.
+const inlineEncode = 16 << 10
 
 // markDirty puts tasks back for the next flush after a failed write.
 func (p *Projection) markDirty(ids []string) {

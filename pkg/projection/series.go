@@ -105,8 +105,8 @@ func (p *Projection) Series(id string) (TaskSeries, bool) {
 	}
 	ts := TaskSeries{
 		TaskID:   id,
-		Attempt:  t.latestAttempt(),
-		Attempts: len(t.fold.attempts),
+		Attempt:  t.latest().id,
+		Attempts: len(t.attempts),
 		Series:   t.curves(""),
 	}
 	for _, c := range ts.Series {
@@ -115,55 +115,75 @@ func (p *Projection) Series(id string) (TaskSeries, bool) {
 	return ts, true
 }
 
-func (t *Task) latestAttempt() string {
-	if len(t.fold.attempts) == 0 {
-		return ""
-	}
-	return t.fold.attempts[len(t.fold.attempts)-1].id
-}
-
 // curves builds the curves of the latest attempt: of every metric when metric is
 // empty, of that one only otherwise.
-func (t *Task) curves(metric string) map[string]*Curve {
+func (t *task) curves(metric string) map[string]*Curve {
+	// A point is the step and the metrics of one progress event: its compact form,
+	// or its JSON parsed.
 	type point struct {
-		step int64
-		d    *progressData
+		step    int64
+		compact []byte
+		parsed  events.Metrics
 	}
-	attempt := t.latestAttempt()
+	attempt := t.latest().id
 	var pts []point
 	var step int64
-	for i := range t.fold.entries {
-		h := &t.fold.entries[i]
-		if h.et != events.TaskProgress {
-			continue
+	t.hist.each(func(_ uint32, e *entryView) {
+		if e.et != events.TaskProgress {
+			return
+		}
+		if e.form == formCompact {
+			v := decodeCompact(e.data)
+			a := ""
+			if v.mask&fAttempt != 0 {
+				a = t.names[v.attempt]
+			}
+			if a != attempt {
+				return
+			}
+			if v.mask&fStep != 0 {
+				step = v.step
+			}
+			if v.nMetrics > 0 {
+				pts = append(pts, point{step: step, compact: e.data})
+			}
+			return
 		}
 		d := new(progressData)
-		if err := json.Unmarshal(h.data, d); err != nil || d.Attempt != attempt {
-			continue
+		if err := json.Unmarshal(e.data, d); err != nil || d.Attempt != attempt {
+			return
 		}
 		if d.Step != nil {
 			step = *d.Step
 		}
 		if len(d.Metrics) > 0 {
-			pts = append(pts, point{step, d})
+			pts = append(pts, point{step: step, parsed: d.Metrics})
 		}
-	}
+	})
 	// The history is in (timestamp, event id) order; a stable sort by step keeps it
 	// as the tie-break.
 	slices.SortStableFunc(pts, func(a, b point) int { return cmp.Compare(a.step, b.step) })
 
 	out := make(map[string]*Curve)
+	add := func(step int64, k string, v float64) {
+		if metric != "" && k != metric {
+			return
+		}
+		c := out[k]
+		if c == nil {
+			c = &Curve{}
+			out[k] = c
+		}
+		c.add(step, v)
+	}
 	for _, pt := range pts {
-		for k, v := range pt.d.Metrics {
-			if metric != "" && k != metric {
-				continue
-			}
-			c := out[k]
-			if c == nil {
-				c = &Curve{}
-				out[k] = c
-			}
-			c.add(pt.step, v)
+		if pt.compact != nil {
+			v := decodeCompact(pt.compact)
+			v.eachMetric(func(ref uint64, x float64) { add(pt.step, t.names[ref], x) })
+			continue
+		}
+		for k, x := range pt.parsed {
+			add(pt.step, k, x)
 		}
 	}
 	return out
@@ -267,12 +287,12 @@ func (p *Projection) Trials(id string, q TrialsQuery) (Trials, error) {
 	if !ok {
 		return Trials{}, fmt.Errorf("%w: %s", ErrNoSuchTask, id)
 	}
-	var kids []*Task
+	var kids []*task
 	names := map[string]bool{}
-	for _, t := range p.order {
-		if t.ParentID == id && t.TaskID != id {
+	for _, t := range p.children[id] {
+		if t.id != id {
 			kids = append(kids, t)
-			for _, m := range t.fold.metrics {
+			for _, m := range t.metrics {
 				names[m.name] = true
 			}
 		}
@@ -293,9 +313,9 @@ func (p *Projection) Trials(id string, q TrialsQuery) (Trials, error) {
 	kids = kids[:min(len(kids), MaxTrials)]
 	out.Trials = make([]Trial, len(kids))
 	for i, t := range kids {
-		out.Trials[i] = Trial{TaskID: t.TaskID, Name: t.Name, Status: t.Status,
-			Params: t.Params, Metrics: t.latestMetrics(), Progress: t.Progress,
-			Duration: t.Duration, CreatedAt: t.CreatedAt}
+		out.Trials[i] = Trial{TaskID: t.id, Name: t.name, Status: t.status,
+			Params: t.params(), Metrics: t.latestMetrics(), Progress: t.progress,
+			Duration: t.duration(), CreatedAt: t.created}
 		if i < q.Curves && out.Metric != "" {
 			c := t.curves(out.Metric)[out.Metric]
 			if c == nil {
@@ -309,12 +329,12 @@ func (p *Projection) Trials(id string, q TrialsQuery) (Trials, error) {
 
 // rankBy orders trials best first by the metric; a trial without a finite value
 // ranks after every one with, and those keep the order of creation.
-func rankBy(metric string, higher bool) func(a, b *Task) int {
-	value := func(t *Task) (float64, bool) {
+func rankBy(metric string, higher bool) func(a, b *task) int {
+	value := func(t *task) (float64, bool) {
 		v, ok := t.metric(metric)
 		return v, ok && !math.IsNaN(v) && !math.IsInf(v, 0)
 	}
-	return func(a, b *Task) int {
+	return func(a, b *task) int {
 		va, oka := value(a)
 		vb, okb := value(b)
 		switch {
@@ -329,10 +349,10 @@ func rankBy(metric string, higher bool) func(a, b *Task) int {
 			}
 			return 1
 		}
-		if c := cmp.Compare(a.CreatedAt, b.CreatedAt); c != 0 {
+		if c := cmp.Compare(a.created, b.created); c != 0 {
 			return c
 		}
-		return strings.Compare(a.TaskID, b.TaskID)
+		return strings.Compare(a.id, b.id)
 	}
 }
 

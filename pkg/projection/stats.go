@@ -79,10 +79,10 @@ func (p *Projection) computeStats() Stats {
 
 	durations := make([]float64, 0, len(p.order))
 	for _, t := range p.order {
-		s.ByStatus[t.Status]++
-		s.ByType[t.Type]++
-		if t.Status.Finished() {
-			durations = append(durations, t.Duration)
+		s.ByStatus[t.status]++
+		s.ByType[t.tt]++
+		if t.status.Finished() {
+			durations = append(durations, t.duration())
 		}
 	}
 	if n := s.ByStatus[Completed] + s.ByStatus[Failed] + s.ByStatus[Cancelled]; n > 0 {

@@ -1,10 +1,10 @@
 package projection
 
 import (
+	"bytes"
 	"encoding/json"
-	"fmt"
 	"slices"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/miniray/miniray/pkg/events"
@@ -53,7 +53,8 @@ type HistoryEntry struct {
 	Data         events.Data `json:"data"`
 }
 
-// Task is the state of one task. Times are Unix seconds; a zero time is unknown and
+// Task is the state of one task as readers get it: a copy, made from the fold's
+// state (see task) when asked for. Times are Unix seconds; a zero time is unknown and
 // left out of the JSON, with its _str twin. When a task id ran more than once, the
 // fields that describe a run (status, start, end, params, result, error) are those of
 // its latest attempt, and Attempts lists them all.
@@ -92,8 +93,6 @@ type Task struct {
 	// HistoryOmitted counts history entries left out of this copy of the state; it
 	// is only set on the copy written to the KV bucket when the whole would not fit.
 	HistoryOmitted int `json:"history_omitted,omitempty"`
-
-	fold foldState
 }
 
 // Attempt is one run of a task id, numbered from 1 in order of first sight.
@@ -106,68 +105,62 @@ type Attempt struct {
 	Error      string  `json:"error,omitempty"`
 }
 
-// foldState holds what the fold needs beyond the visible state. Every field is a
-// minimum, a maximum or a choice by a total order, so that the result does not depend
-// on the order events arrive in.
-type foldState struct {
-	entries    []entry             // the history, in (timestamp, event id) order
-	seen       map[string]struct{} // event ids, once the history is too long to scan
-	minTS      float64
-	progressTS float64
-	progressID string
-	metrics    []metricMark    // the latest value of each metric, by name
-	attempts   []*attemptState // by (first timestamp, attempt id)
-	lastSeq    uint64
-	heardAt    time.Time // when this process last applied an event of the task
+// task is the fold of one task's events: what the projection keeps of it. Every
+// field is a minimum, a maximum or a choice by a total order, so that the result
+// does not depend on the order events arrive in. The events themselves are in hist;
+// the rest of the state refers to them by their offset there, and the fields that
+// come from one event (a description, params, a result) are read from it when a
+// reader asks, rather than copied out of every event as it arrives.
+type task struct {
+	id     string
+	name   string
+	tt     events.TaskType
+	status Status // of the latest attempt
+	parent string // of the first submission
+	num    uint32 // place in the projection's order of first sight
+
+	progress    Progress
+	progressOff uint32 // the latest progress event with a step
+	firstSub    uint32 // the first submission, of any attempt
+	created     float64
+	updated     float64
+	lastSeen    float64
+	minTS       float64
+	heardAt     time.Duration // when this process last applied an event of it, since monoEpoch
+
+	metrics  []metricMark    // the latest value of each metric, sorted by name
+	attempts []*attemptState // by (first timestamp, attempt id)
+	// names holds the attempt ids and metric names that compact forms refer to by
+	// index. It only grows, so a copy of the slice stays valid.
+	names []string
+	hist  history
 }
 
-// entry is one event of the history as the projection keeps it: its data stays the
-// JSON it arrived as, since most entries are progress events that are read far less
-// often than they are written, and parsed data (a map per event) would cost several
-// times the memory.
-type entry struct {
-	id   string
-	et   events.Type
-	ts   float64
-	data []byte
-}
-
-// metricMark is the latest value of one metric and the event it came from.
+// metricMark is the latest value of one metric and the entry it came from.
 type metricMark struct {
 	name string
+	ref  uint32 // index of the name in task.names
+	off  uint32
 	v    float64
-	at   mark
-}
-
-// lifeEvent is what an attempt keeps of a lifecycle event, parsed.
-type lifeEvent struct {
-	mark
-	et events.Type
-	d  events.Data
-}
-
-// mark names an event by its place in the order (timestamp, event id).
-type mark struct {
-	ts float64
-	id string
 }
 
 // attemptState is the fold of one attempt's events.
 type attemptState struct {
 	id        string
+	ref       uint32 // index of the id in task.names
 	firstTS   float64
-	submitted *lifeEvent // the earliest
-	started   *lifeEvent // the earliest
-	running   bool       // started, progress or heartbeat seen
-	terminal  *lifeEvent // the latest
-	lastSeen  float64    // latest event other than task_lost
-	lostSeen  float64    // the latest last_seen of a task_lost event
+	submitted uint32 // the earliest submission's entry, or noRef
+	started   uint32 // the earliest start
+	terminal  uint32 // the latest end
+	running   bool   // started, progress or heartbeat seen
+	lastSeen  float64
+	lostSeen  float64 // the latest last_seen of a task_lost event
 }
 
-func (a *attemptState) status() Status {
+func (a *attemptState) status(h *history) Status {
 	switch {
-	case a.terminal != nil:
-		return terminalStatus(a.terminal.et)
+	case a.terminal != noRef:
+		return terminalStatus(h.at(a.terminal).et)
 	case a.lostSeen > 0 && a.lostSeen >= a.lastSeen:
 		return Lost
 	case a.running:
@@ -177,89 +170,134 @@ func (a *attemptState) status() Status {
 	}
 }
 
+// monoEpoch is when the process started, as the clock that only moves forward
+// sees it: task.heardAt counts from it, which takes a third of the memory of a
+// time.Time and, like time.Time's comparisons, ignores changes of the wall clock.
+var monoEpoch = time.Now()
+
 // attemptErrorLen bounds the error text of each attempt in the attempts list.
 const attemptErrorLen = 512
 
-// seenLimit is the history length past which duplicate checks use a set instead of a
-// scan; most tasks have a handful of events and should not pay for a map.
-const seenLimit = 32
-
-func newTask(e *events.Event) *Task {
-	return &Task{TaskID: e.TaskID, Type: e.TaskType, Name: e.Name, Status: Pending}
+func newTask(e *events.Event, num uint32) *task {
+	return &task{id: e.TaskID, tt: e.TaskType, name: e.Name, status: Pending, num: num,
+		progressOff: noRef, firstSub: noRef}
 }
 
-// has reports whether the task has already applied the event id.
-func (t *Task) has(id string) bool {
-	if t.fold.seen != nil {
-		_, ok := t.fold.seen[id]
-		return ok
-	}
-	for i := range t.fold.entries {
-		if t.fold.entries[i].id == id {
-			return true
-		}
-	}
-	return false
-}
-
-func (t *Task) remember(id string) {
-	if t.fold.seen == nil && len(t.fold.entries) >= seenLimit {
-		t.fold.seen = make(map[string]struct{}, 2*len(t.fold.entries))
-		for i := range t.fold.entries {
-			t.fold.seen[t.fold.entries[i].id] = struct{}{}
-		}
-	}
-	if t.fold.seen != nil {
-		t.fold.seen[id] = struct{}{}
-	}
+// scratch is memory that the fold reuses from one event to the next; the
+// projection's write lock guards it.
+type scratch struct {
+	keys    []string
+	json    []byte
+	compact []byte
 }
 
 // apply folds one event into the task. It returns false, changing nothing, when the
 // task has seen the event id before. Heartbeats only move the last-seen time: they
 // are neither kept in the history nor counted as events, and applying one twice is
 // harmless.
-func (t *Task) apply(e *events.Event, seq uint64) bool {
-	if e.EventType != events.TaskHeartbeat {
-		if t.has(e.EventID) {
-			return false
-		}
-		data, err := e.DataJSON()
-		if err != nil {
-			data = []byte("{}") // only non-finite metrics fail, and Metrics encodes those
-		}
-		t.remember(e.EventID)
-		t.insert(entry{id: e.EventID, et: internType(e.EventType), ts: e.Timestamp, data: data})
-		t.EventCount++
-		if e.EventType.Terminal() && cap(t.fold.entries) > len(t.fold.entries)+4 {
-			// Most tasks get few events after their end: give back what append
-			// reserved for more.
-			t.fold.entries = slices.Clone(t.fold.entries)
-		}
+func (t *task) apply(e *events.Event, raw []byte, sc *scratch) bool {
+	heartbeat := e.EventType == events.TaskHeartbeat
+	if !heartbeat && t.hist.has(e.EventID) {
+		return false
 	}
-	t.fold.lastSeq = max(t.fold.lastSeq, seq)
-	if e.Name != "" && (t.Name == "" || e.EventType == events.TaskSubmitted) {
-		t.Name = e.Name
+	a := t.attempt(e)
+	off := noRef
+	if !heartbeat {
+		off = t.record(e, raw, a, sc)
 	}
-	t.UpdatedAt = max(t.UpdatedAt, e.Timestamp)
-	if t.fold.minTS == 0 || e.Timestamp < t.fold.minTS {
-		t.fold.minTS = e.Timestamp
+	if e.Name != "" && (t.name == "" || e.EventType == events.TaskSubmitted) {
+		t.name = e.Name
+	}
+	t.updated = max(t.updated, e.Timestamp)
+	if t.minTS == 0 || e.Timestamp < t.minTS {
+		t.minTS = e.Timestamp
 	}
 	if e.EventType != events.TaskLost {
-		t.LastSeenAt = max(t.LastSeenAt, e.Timestamp)
+		t.lastSeen = max(t.lastSeen, e.Timestamp)
 	}
 
-	t.applyAttempt(e)
+	t.applyAttempt(e, a, off)
 	if e.EventType == events.TaskProgress {
-		t.applyProgress(e)
+		t.applyProgress(e, off)
 	}
 	t.derive()
 	return true
 }
 
+// record puts the event into the history, its data in compact form when that
+// renders back to the very JSON it came with (raw, or what e.DataJSON gives when
+// raw is nil), and returns its offset.
+func (t *task) record(e *events.Event, raw []byte, a *attemptState, sc *scratch) uint32 {
+	d := &e.Data
+	if raw == nil {
+		var err error
+		if raw, err = e.DataJSON(); err != nil {
+			raw = []byte("{}") // only non-finite metrics fail, and Metrics encodes those
+		}
+	}
+	sc.keys = sc.keys[:0]
+	for k := range d.Metrics {
+		sc.keys = append(sc.keys, k)
+	}
+	slices.Sort(sc.keys)
+	form, data := byte(formRaw), raw
+	sc.json = renderData(sc.json[:0], d, sc.keys)
+	if bytes.Equal(sc.json, raw) {
+		sc.compact = appendCompact(sc.compact[:0], d, sc.keys, func(name string) uint32 {
+			if name == a.id {
+				return a.ref
+			}
+			return t.nameRef(name)
+		})
+		form, data = formCompact, sc.compact
+	}
+
+	off, moved := t.hist.add(e.Timestamp, e.EventType, e.EventID, form, data)
+	if moved > 0 {
+		t.shift(off, moved)
+	}
+	if e.EventType.Terminal() {
+		t.hist.trim()
+	}
+	return off
+}
+
+// shift moves the references to entries at or after off by n bytes, after an entry
+// was inserted there.
+func (t *task) shift(off, n uint32) {
+	move := func(ref *uint32) {
+		if *ref != noRef && *ref >= off {
+			*ref += n
+		}
+	}
+	move(&t.progressOff)
+	move(&t.firstSub)
+	for i := range t.metrics {
+		move(&t.metrics[i].off)
+	}
+	for _, a := range t.attempts {
+		move(&a.submitted)
+		move(&a.started)
+		move(&a.terminal)
+	}
+}
+
+// nameRef returns the index of a name in the table of names, adding it.
+func (t *task) nameRef(name string) uint32 {
+	if i, ok := t.findMetric(name); ok {
+		return t.metrics[i].ref
+	}
+	if i := slices.Index(t.names, name); i >= 0 {
+		return uint32(i)
+	}
+	t.names = append(t.names, name)
+	return uint32(len(t.names) - 1)
+}
+
 // attempt returns the state of the attempt an event belongs to, creating it.
-func (t *Task) attempt(e *events.Event) *attemptState {
+func (t *task) attempt(e *events.Event) *attemptState {
 	id := e.Data.Attempt
-	for _, a := range t.fold.attempts {
+	for _, a := range t.attempts {
 		if a.id == id {
 			if e.Timestamp < a.firstTS {
 				a.firstTS = e.Timestamp
@@ -268,14 +306,16 @@ func (t *Task) attempt(e *events.Event) *attemptState {
 			return a
 		}
 	}
-	a := &attemptState{id: id, firstTS: e.Timestamp}
-	t.fold.attempts = append(t.fold.attempts, a)
+	a := &attemptState{id: id, ref: t.nameRef(id), firstTS: e.Timestamp, submitted: noRef,
+		started: noRef, terminal: noRef}
+	a.id = t.names[a.ref] // one copy of the id for both
+	t.attempts = append(t.attempts, a)
 	t.sortAttempts()
 	return a
 }
 
-func (t *Task) sortAttempts() {
-	slices.SortFunc(t.fold.attempts, func(a, b *attemptState) int {
+func (t *task) sortAttempts() {
+	slices.SortFunc(t.attempts, func(a, b *attemptState) int {
 		if later2(a.firstTS, a.id, b.firstTS, b.id) {
 			return 1
 		}
@@ -283,141 +323,157 @@ func (t *Task) sortAttempts() {
 	})
 }
 
-// applyAttempt takes from one event what its type carries into its attempt.
-func (t *Task) applyAttempt(e *events.Event) {
-	a := t.attempt(e)
+// applyAttempt takes from one event, recorded at off, what its type carries into
+// its attempt.
+func (t *task) applyAttempt(e *events.Event, a *attemptState, off uint32) {
 	if e.EventType == events.TaskLost {
 		a.lostSeen = max(a.lostSeen, e.Data.LastSeen)
 		return
 	}
 	a.lastSeen = max(a.lastSeen, e.Timestamp)
-	m := mark{e.Timestamp, e.EventID}
-	life := func() *lifeEvent { return &lifeEvent{mark: m, et: internType(e.EventType), d: e.Data} }
+	earlier := func(cur uint32) bool {
+		return cur == noRef || !t.hist.after(e.Timestamp, e.EventID, cur)
+	}
 	switch e.EventType {
 	case events.TaskSubmitted:
-		if a.submitted == nil || a.submitted.after(m) {
-			a.submitted = life()
+		if earlier(a.submitted) {
+			a.submitted = off
 		}
 	case events.TaskStarted:
 		a.running = true
-		if a.started == nil || a.started.after(m) {
-			a.started = life()
+		if earlier(a.started) {
+			a.started = off
 		}
 	case events.TaskProgress, events.TaskHeartbeat:
 		a.running = true
 	case events.TaskCompleted, events.TaskFailed, events.TaskCancelled:
-		if a.terminal == nil || m.after(a.terminal.mark) {
-			a.terminal = life()
+		if t.hist.after(e.Timestamp, e.EventID, a.terminal) {
+			a.terminal = off
 		}
 	}
 }
 
-// after reports whether m comes after o in the order (timestamp, event id).
-func (m mark) after(o mark) bool {
-	return later2(m.ts, m.id, o.ts, o.id)
-}
-
-// internType returns the package's constant for a known event type, so that a
-// million history entries share a handful of strings instead of holding a copy each.
-func internType(et events.Type) events.Type {
-	for _, k := range events.Types {
-		if et == k {
-			return k
-		}
-	}
-	return et
-}
-
-func (t *Task) applyProgress(e *events.Event) {
+func (t *task) applyProgress(e *events.Event, off uint32) {
 	d := &e.Data
-	if d.Step != nil && later2(e.Timestamp, e.EventID, t.fold.progressTS, t.fold.progressID) {
-		t.fold.progressTS, t.fold.progressID = e.Timestamp, e.EventID
-		t.Progress.Step = *d.Step
+	if d.Step != nil && t.hist.after(e.Timestamp, e.EventID, t.progressOff) {
+		t.progressOff = off
+		t.progress.Step = *d.Step
 		if d.Total != nil {
-			t.Progress.Total = *d.Total
+			t.progress.Total = *d.Total
 		}
 	}
-	at := mark{e.Timestamp, e.EventID}
 	for k, v := range d.Metrics {
-		i := slices.IndexFunc(t.fold.metrics, func(m metricMark) bool { return m.name == k })
-		switch {
-		case i < 0:
-			t.fold.metrics = append(t.fold.metrics, metricMark{name: k, v: v, at: at})
-		case at.after(t.fold.metrics[i].at):
-			t.fold.metrics[i].v, t.fold.metrics[i].at = v, at
+		i, found := t.findMetric(k)
+		if !found {
+			ref := t.nameRef(k)
+			t.metrics = slices.Insert(t.metrics, i, metricMark{name: t.names[ref], ref: ref,
+				off: noRef})
+		}
+		if m := &t.metrics[i]; t.hist.after(e.Timestamp, e.EventID, m.off) {
+			m.v, m.off = v, off
 		}
 	}
+}
+
+// findMetric returns where the metric is, or would be, in the metrics kept sorted by
+// name: the order in which JSON writes them.
+func (t *task) findMetric(name string) (int, bool) {
+	return slices.BinarySearchFunc(t.metrics, name, func(m metricMark, name string) int {
+		return strings.Compare(m.name, name)
+	})
 }
 
 // metric returns the latest value of one metric.
-func (t *Task) metric(name string) (float64, bool) {
-	for _, m := range t.fold.metrics {
-		if m.name == name {
-			return m.v, true
-		}
+func (t *task) metric(name string) (float64, bool) {
+	if i, ok := t.findMetric(name); ok {
+		return t.metrics[i].v, true
 	}
 	return 0, false
 }
 
 // latestMetrics returns the latest value of each metric as a map.
-func (t *Task) latestMetrics() events.Metrics {
-	if len(t.fold.metrics) == 0 {
+func (t *task) latestMetrics() events.Metrics {
+	if len(t.metrics) == 0 {
 		return nil
 	}
-	m := make(events.Metrics, len(t.fold.metrics))
-	for _, mm := range t.fold.metrics {
+	m := make(events.Metrics, len(t.metrics))
+	for _, mm := range t.metrics {
 		m[mm.name] = mm.v
 	}
 	return m
 }
 
-// derive recomputes the fields that follow from the attempts: the first submission
-// describes the task, the latest attempt gives its status and run.
-func (t *Task) derive() {
-	var first *lifeEvent
-	for _, a := range t.fold.attempts {
-		if s := a.submitted; s != nil && (first == nil || first.after(s.mark)) {
+// derive recomputes what follows from the attempts: the first submission describes
+// the task, the latest attempt gives its status.
+func (t *task) derive() {
+	first := noRef
+	for _, a := range t.attempts {
+		if s := a.submitted; s != noRef && (first == noRef || t.hist.before(s, first)) {
 			first = s
 		}
 	}
-	t.CreatedAt, t.Description, t.ParentID = t.fold.minTS, "", ""
-	if first != nil {
-		t.CreatedAt, t.Description, t.ParentID = first.ts, first.d.Description, first.d.ParentID
+	t.created = t.minTS
+	if first != noRef {
+		t.created = t.hist.tsAt(first)
 	}
-
-	t.Attempts = t.Attempts[:0]
-	for i, a := range t.fold.attempts {
-		at := Attempt{Attempt: a.id, Number: i + 1, Status: a.status()}
-		if a.started != nil {
-			at.StartedAt = a.started.ts
+	if first != t.firstSub {
+		t.firstSub, t.parent = first, ""
+		if first != noRef {
+			if f := t.fieldsAt(first); len(f.parentID) > 0 {
+				t.parent = string(f.parentID)
+			}
 		}
-		if a.terminal != nil {
-			// The list is a summary: the whole error is in the history and, for the
-			// latest attempt, in the task.
-			at.FinishedAt = a.terminal.ts
-			at.Error = events.Truncate(a.terminal.d.Error, attemptErrorLen)
-		}
-		t.Attempts = append(t.Attempts, at)
 	}
+	t.status = t.latest().status(&t.hist)
+}
 
-	latest := t.fold.attempts[len(t.fold.attempts)-1]
-	t.Status = latest.status()
-	t.StartedAt, t.Params, t.Host, t.PID = 0, nil, "", 0
-	if s := latest.started; s != nil {
-		t.StartedAt = s.ts
-		t.Params, t.Host, t.PID = s.d.Params, s.d.Host, s.d.PID
+func (t *task) latest() *attemptState {
+	return t.attempts[len(t.attempts)-1]
+}
+
+// run returns the start, the end and the duration of the latest attempt, zero when
+// unknown.
+func (t *task) run() (started, finished, duration float64) {
+	if len(t.attempts) == 0 {
+		return 0, 0, 0 // only before its first event
 	}
-	t.FinishedAt, t.Duration = 0, 0
-	t.Result, t.Error, t.Stack = nil, "", ""
-	if end := latest.terminal; end != nil {
-		t.FinishedAt = end.ts
-		t.Result, t.Error, t.Stack = end.d.Result, end.d.Error, end.d.Stack
-		begin := t.StartedAt
+	a := t.latest()
+	if a.started != noRef {
+		started = t.hist.tsAt(a.started)
+	}
+	if a.terminal != noRef {
+		finished = t.hist.tsAt(a.terminal)
+		begin := started
 		if begin == 0 {
-			begin = latest.firstTS
+			begin = a.firstTS
 		}
-		t.Duration = max(0, t.FinishedAt-begin)
+		duration = max(0, finished-begin)
 	}
+	return started, finished, duration
+}
+
+func (t *task) duration() float64 {
+	_, _, d := t.run()
+	return d
+}
+
+// fieldsAt reads the data of the entry at off. Its slices point into the history
+// for a compact entry; for one kept as JSON, which only a producer that does not
+// write JSON as encoding/json does can cause, it parses the JSON, and leaves out the
+// attempt and the metrics, which no caller of it reads.
+func (t *task) fieldsAt(off uint32) compactView {
+	e := t.hist.at(off)
+	if e.form == formCompact {
+		return decodeCompact(e.data)
+	}
+	var d events.Data
+	_ = json.Unmarshal(e.data, &d) // it was valid JSON of an event's data
+	d.Attempt, d.Metrics = "", nil
+	v := compactView{mask: dataMask(&d), description: []byte(d.Description),
+		parentID: []byte(d.ParentID), params: d.Params, host: []byte(d.Host), pid: int64(d.PID),
+		result: d.Result, errText: []byte(d.Error), stack: []byte(d.Stack),
+		reason: []byte(d.Reason), lastSeen: d.LastSeen}
+	return v
 }
 
 func terminalStatus(et events.Type) Status {
@@ -431,141 +487,6 @@ func terminalStatus(et events.Type) Status {
 	}
 }
 
-// later reports whether h comes after cur in the order (timestamp, event id).
-func later(h, cur *entry) bool {
-	return cur == nil || later2(h.ts, h.id, cur.ts, cur.id)
-}
-
 func later2(ts float64, id string, curTS float64, curID string) bool {
 	return ts > curTS || ts == curTS && id > curID
-}
-
-// insert puts h into the history in (timestamp, event id) order. Events nearly always
-// arrive in order, so the common case is an append.
-func (t *Task) insert(h entry) {
-	hist := t.fold.entries
-	n := len(hist)
-	if n == 0 || !later(&hist[n-1], &h) {
-		t.fold.entries = append(hist, h)
-		return
-	}
-	i, _ := slices.BinarySearchFunc(hist, h, func(a, b entry) int {
-		if later(&b, &a) {
-			return -1
-		}
-		return 1
-	})
-	t.fold.entries = slices.Insert(hist, i, h)
-}
-
-// summary returns a copy of the task without its history, safe to use after the
-// projection's lock is released. The _str times are written here, from the numbers,
-// rather than kept by the fold: copies are far rarer than events.
-func (t *Task) summary() Task {
-	c := *t
-	c.History = nil
-	c.Metrics = t.latestMetrics()
-	c.Attempts = slices.Clone(t.Attempts)
-	c.fold = foldState{}
-	c.CreatedAtStr = timeStr(c.CreatedAt)
-	c.StartedAtStr = timeStr(c.StartedAt)
-	c.FinishedAtStr = timeStr(c.FinishedAt)
-	c.LastSeenAtStr = timeStr(c.LastSeenAt)
-	c.UpdatedAtStr = timeStr(c.UpdatedAt)
-	return c
-}
-
-func timeStr(ts float64) string {
-	if ts == 0 {
-		return ""
-	}
-	return events.FormatTime(events.FromUnixSeconds(ts))
-}
-
-// clone returns a full copy, history included.
-func (t *Task) clone() Task {
-	c := t.summary()
-	c.History = make([]HistoryEntry, len(t.fold.entries))
-	for i, e := range t.fold.entries {
-		c.History[i] = e.entry()
-	}
-	return c
-}
-
-// entry returns the history entry a compact entry stands for.
-func (e *entry) entry() HistoryEntry {
-	h := HistoryEntry{EventID: e.id, EventType: e.et, Timestamp: e.ts, TimestampStr: timeStr(e.ts)}
-	// The data was valid JSON of an event's data when it was stored.
-	_ = json.Unmarshal(e.data, &h.Data)
-	return h
-}
-
-// snapshot is a task's state at one moment with its compact history, safe to encode
-// after the projection's lock is released: entries are never changed in place, and
-// the slice is a copy.
-type snapshot struct {
-	task    Task
-	entries []entry
-}
-
-func (t *Task) snapshot() snapshot {
-	return snapshot{task: t.summary(), entries: slices.Clone(t.fold.entries)}
-}
-
-// marshal encodes the task with its history, leaving out its first omit progress
-// entries (and saying so in history_omitted); omit < 0 leaves out the whole history.
-func (s *snapshot) marshal(omit int) ([]byte, error) {
-	t := s.task
-	switch {
-	case omit < 0:
-		t.HistoryOmitted = len(s.entries)
-	case omit > 0:
-		t.HistoryOmitted = omit
-	}
-	head, err := json.Marshal(&t)
-	if err != nil {
-		return nil, fmt.Errorf("encode task %s: %w", t.TaskID, err)
-	}
-	if omit < 0 || len(s.entries) == 0 {
-		return head, nil
-	}
-
-	// The summary has no history; the history goes in before its closing brace.
-	size := len(head) + 16
-	for i := range s.entries {
-		size += len(s.entries[i].data) + 128
-	}
-	b := make([]byte, 0, size)
-	b = append(b, head[:len(head)-1]...)
-	b = append(b, `,"history":[`...)
-	first := true
-	for i := range s.entries {
-		e := &s.entries[i]
-		if omit > 0 && e.et == events.TaskProgress {
-			omit--
-			continue
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = e.appendJSON(b)
-	}
-	return append(b, "]}"...), nil
-}
-
-// appendJSON appends the entry as a history entry's JSON. Ids and event types are
-// validated tokens of letters, digits, '_' and '-', which need no escaping.
-func (e *entry) appendJSON(b []byte) []byte {
-	b = append(b, `{"event_id":"`...)
-	b = append(b, e.id...)
-	b = append(b, `","event_type":"`...)
-	b = append(b, e.et...)
-	b = append(b, `","timestamp":`...)
-	b = strconv.AppendFloat(b, e.ts, 'f', -1, 64)
-	b = append(b, `,"timestamp_str":"`...)
-	b = events.FromUnixSeconds(e.ts).AppendFormat(b, events.TimeLayout)
-	b = append(b, `","data":`...)
-	b = append(b, e.data...)
-	return append(b, '}')
 }
