@@ -14,13 +14,14 @@ export PATH="$GOBIN:$PATH"
 
 # What the tests drive besides Go: Debian's Chromium, headless, for the page's
 # browser tests; python3 for the Python client's tests; script (util-linux) to give
-# `nats stream view` a terminal. Installed with apt-get when missing and this runs
+# `nats stream view` a terminal; wrk, the load generator of the benchmarks' smoke run. Installed with apt-get when missing and this runs
 # as root; otherwise their tests are skipped, except under CI (CI set), where a
 # missing one fails the run here, before any test.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]}..."
@@ -50,7 +51,16 @@ fi
 go vet ./...
 go test -count=1 -timeout 30m ./... "$@"
 
-# A short fuzzing run of the decoder and the fold on every test run, so that the
-# targets keep working; the corpus under testdata/fuzz holds past findings.
-go test -run='^$' -fuzz=FuzzDecode -fuzztime="${MINIRAY_FUZZTIME:-10s}" ./pkg/events
-go test -run='^$' -fuzz=FuzzFold -fuzztime="${MINIRAY_FUZZTIME:-10s}" ./pkg/projection
+# A short fuzzing run of every fuzz target on every test run, so that the targets
+# keep working; the corpus under testdata/fuzz holds past findings.
+fuzz() {
+  go test -run='^$' -fuzz="^$1\$" -fuzztime="${MINIRAY_FUZZTIME:-10s}" "$2"
+}
+fuzz FuzzDecode ./pkg/events
+fuzz FuzzFold ./pkg/projection
+fuzz FuzzDecodeFast ./pkg/projection
+fuzz FuzzIngest ./cmd/collector
+
+# The benchmarks' smoke run: every step of scripts/bench.sh on a small stream, so
+# that the suite cannot rot. It judges no target; the full run is ./scripts/bench.sh.
+./scripts/bench.sh --smoke
