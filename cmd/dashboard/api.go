@@ -212,7 +212,7 @@ func parseQuery(c *gin.Context, fixed events.TaskType) (projection.Query, error)
 	if q.Limit, err = intParam(values.Get("limit"), "limit"); err != nil {
 		return q, err
 	}
-	if values.Has("limit") && q.Limit == 0 {
+	if values.Get("limit") != "" && q.Limit == 0 {
 		return q, errors.New("limit: 0 is not between 1 and " + strconv.Itoa(projection.MaxLimit))
 	}
 	if q.Offset, err = intParam(values.Get("offset"), "offset"); err != nil {

@@ -67,6 +67,8 @@ func TestAPIAnswers(t *testing.T) {
 		{"/api/tuning-jobs", 200, 0},
 		{"/api/tasks?q=OF%20C", 200, 1},
 		{"/api/tasks?type=TRAINING", 200, 2},
+		// An empty value is no value, for limit as for the others.
+		{"/api/tasks?limit=&offset=&sort=&q=", 200, 3},
 	}
 	for _, c := range cases {
 		code, _, body := get(t, srv.URL+c.path)
@@ -110,6 +112,7 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		{"/api/tasks?q=%zz", 400, "query string"},
 		{"/api/tasks?q=%", 400, "query string"},
 		{"/api/tasks?limit=0", 400, "limit"},
+		{"/api/tasks?limit=-1", 400, "limit"},
 		{"/api/stats?x=1", 400, "no query parameters"},
 		{"/readyz?verbose=1", 400, "no query parameters"},
 		{"/api/tasks/a?x=1", 400, "no query parameters"},

@@ -48,6 +48,11 @@ func getTrials(st *state) gin.HandlerFunc {
 			apiError(c, http.StatusBadRequest, err.Error())
 			return
 		}
+		if values.Get("curves") != "" && q.Curves == 0 {
+			apiError(c, http.StatusBadRequest, "curves: 0 is not between 1 and "+
+				strconv.Itoa(projection.MaxTrialCurves))
+			return
+		}
 		tr, err := st.proj.Trials(id, q)
 		switch {
 		case errors.Is(err, projection.ErrNoSuchTask):

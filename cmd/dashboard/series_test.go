@@ -103,7 +103,7 @@ func TestTrialsEndpoint(t *testing.T) {
 		{"/api/tasks/nope/trials", 404, "nope"},
 		{"/api/tasks/tune/trials?order=best", 400, "order"},
 		{"/api/tasks/tune/trials?curves=lots", 400, "curves"},
-		{"/api/tasks/tune/trials?curves=0", 200, ""},
+		{"/api/tasks/tune/trials?curves=0", 400, "curves"},
 		{"/api/tasks/tune/trials?metric=a&metric=b", 400, "metric"},
 		{"/api/tasks/tune/trials?sort=name", 400, "sort"},
 	}
@@ -113,5 +113,13 @@ func TestTrialsEndpoint(t *testing.T) {
 		if code != c.code || !strings.Contains(msg, c.says) {
 			t.Errorf("%s: got %d %q, want %d naming %q", c.path, code, msg, c.code, c.says)
 		}
+	}
+
+	// A task without trials has an empty list of them and of their metrics, not null.
+	code, _, body := get(t, srv.URL+"/api/tasks/triala/trials")
+	metrics, ok := body["metrics"].([]any)
+	trials, tok := body["trials"].([]any)
+	if code != 200 || !ok || len(metrics) != 0 || !tok || len(trials) != 0 {
+		t.Errorf("trials of a task without any: got %d %v, want empty lists", code, body)
 	}
 }

@@ -298,7 +298,7 @@ func (p *Projection) Trials(id string, q TrialsQuery) (Trials, error) {
 		}
 	}
 	out := Trials{TaskID: id, Metric: q.Metric, Order: q.Order, Total: len(kids),
-		Metrics: slices.Sorted(maps.Keys(names))}
+		Metrics: slices.AppendSeq([]string{}, slices.Values(slices.Sorted(maps.Keys(names))))}
 	if out.Metric == "" {
 		out.Metric = defaultTrialMetric(parent.latestMetrics(), out.Metrics)
 	}
