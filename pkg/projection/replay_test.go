@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/miniray/miniray/internal/natstest"
 	"github.com/miniray/miniray/pkg/events"
 	"github.com/miniray/miniray/pkg/projection"
@@ -32,8 +34,16 @@ func publishTask(t *testing.T, s *natstest.Server, id string, steps int) {
 
 func startReplay(t *testing.T, s *natstest.Server) (*projection.Projection, *projection.Replayer) {
 	t.Helper()
-	p := projection.New(slog.New(slog.NewTextHandler(t.Output(), nil)))
-	r := projection.NewReplayer(s.JS, p, nil)
+	return replayWith(t, s.JS, slog.New(slog.NewTextHandler(t.Output(), nil)))
+}
+
+// replayWith replays the stream of js into a new projection that logs to log, and
+// waits until it has caught up.
+func replayWith(t *testing.T, js jetstream.JetStream,
+	log *slog.Logger) (*projection.Projection, *projection.Replayer) {
+	t.Helper()
+	p := projection.New(log)
+	r := projection.NewReplayer(js, p, nil)
 	r.FlushInterval = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -46,22 +46,7 @@ func TestBadMessagesAreLoggedOncePerKind(t *testing.T) {
 	last := skiplogWaitStored(t, js, uint64(len(good)+len(after)+copies*kinds))
 
 	logs := newSkiplogRecorder(t)
-	p := projection.New(slog.New(logs))
-	r := projection.NewReplayer(js, p, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("replay: %v", err)
-		}
-	})
-	wctx, wcancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer wcancel()
-	if err := r.WaitReady(wctx); err != nil {
-		t.Fatalf("replay not ready: %v", err)
-	}
+	p, _ := replayWith(t, js, slog.New(logs))
 	skiplogWaitSeq(t, p, last)
 	for _, id := range []string{"good", "after"} {
 		if task, ok := p.Get(id); !ok || task.Status != projection.Completed ||
