@@ -167,6 +167,28 @@ func BenchmarkFold100k(b *testing.B) {
 	b.ReportMetric(float64(len(msgs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
+// BenchmarkFoldOutOfOrder40k folds one task's 40,000 progress events, the newer
+// half first: what a replay meets where a job's failed batch was sent again after
+// newer ones. Each late event goes into the middle of the task's history.
+func BenchmarkFoldOutOfOrder40k(b *testing.B) {
+	const n = 40_000
+	evs := make([]events.Event, n)
+	for i := range evs {
+		step := int64(i)
+		evs[i] = events.New(events.TaskProgress, "t", events.TypeTraining, "t",
+			events.Data{Step: &step, Metrics: events.Metrics{"loss": 1 / float64(i+1)}})
+		evs[i].Timestamp = 1_700_000_000 + float64(i)/100
+	}
+	for b.Loop() {
+		p := projection.New(nil)
+		for k := range n {
+			e := evs[(k+n/2)%n]
+			p.Apply(uint64(k+1), &e)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
 // loaded is a projection of 100,000 generated tasks, built once for the query
 // benchmarks.
 var loaded = sync.OnceValues(func() (*projection.Projection, []string) {

@@ -6,14 +6,14 @@ import (
 	"hash/maphash"
 	"math"
 	"slices"
+	"sort"
 
 	"github.com/miniray/miniray/pkg/events"
 )
 
-// A task's history used to be a slice of entries, each with its event id, its type
-// and its data's JSON in allocations of their own: about 250 bytes an event, most of
-// a dashboard's memory. history keeps every event of a task in one byte slice
-// instead, in the order (timestamp, event id), each entry laid out as
+// history keeps every event of a task in one byte slice, in the order (timestamp,
+// event id), rather than as entries with allocations of their own, which cost about
+// 250 bytes an event and made most of a dashboard's memory. Each entry is laid out as
 //
 //	timestamp  8 bytes, the float64's bits, little-endian
 //	type       1 byte, its place in events.Types (typeOther: its name follows,
@@ -35,7 +35,15 @@ type history struct {
 	// id, once there are more than seenLimit of them: an exact set of the ids seen,
 	// checked against the ids in the log, at a few bytes an entry.
 	index []uint32
+	// marks are the offsets of some entries, in log order: where the search for the
+	// place of an event that arrived out of order starts, so that it reads a few
+	// dozen entries rather than the whole log. Appends mark every markEvery-th
+	// entry; an insertion that had to read many entries marks the new one.
+	marks []uint32
 }
+
+// markEvery is how many entries an append goes between two marks.
+const markEvery = 64
 
 // noRef is the offset of no entry.
 const noRef = ^uint32(0)
@@ -163,9 +171,9 @@ func (h *history) add(ts float64, et events.Type, id string, form byte,
 	if i := slices.Index(events.Types, et); i < 0 {
 		size += binary.MaxVarintLen64 + len(et)
 	}
-	at := uint32(len(h.log))
+	at, read := uint32(len(h.log)), 0
 	if h.n > 0 && !h.after(ts, id, h.last) {
-		at = h.position(ts, id)
+		at, read = h.position(ts, id)
 	}
 
 	h.grow(size)
@@ -175,29 +183,55 @@ func (h *history) add(ts float64, et events.Type, id string, form byte,
 	n := uint32(len(h.log) - end)
 	if at == uint32(end) {
 		h.last = at
+		if h.n%markEvery == 0 {
+			h.marks = append(h.marks, at)
+		}
 		h.indexAdd(at)
 		return at, 0
 	}
 
-	// Out of order: move the new entry from the end to its place.
+	// Out of order: move the new entry from the end to its place, and every entry,
+	// mark and index slot at or after it by its size.
 	entry := bytes.Clone(h.log[end:])
 	copy(h.log[at+n:], h.log[at:end])
 	copy(h.log[at:], entry)
 	h.last += n
-	h.reindex()
+	for i, m := range h.marks {
+		if m >= at {
+			h.marks[i] = m + n
+		}
+	}
+	if read > markEvery {
+		i, _ := slices.BinarySearch(h.marks, at)
+		h.marks = slices.Insert(h.marks, i, at)
+	}
+	for i, ref := range h.index {
+		if ref != 0 && ref-1 >= at {
+			h.index[i] = ref + n
+		}
+	}
+	h.indexAdd(at)
 	return at, n
 }
 
-// position returns the offset of the first entry that comes after (ts, id).
-func (h *history) position(ts float64, id string) uint32 {
-	for off := uint32(0); off < uint32(len(h.log)); {
+// position returns the offset of the first entry that comes after (ts, id), and how
+// many entries it read to find it. It starts from the last mark before the place.
+func (h *history) position(ts float64, id string) (uint32, int) {
+	i := sort.Search(len(h.marks), func(i int) bool { return !h.after(ts, id, h.marks[i]) })
+	off := uint32(0)
+	if i > 0 {
+		off = h.marks[i-1]
+	}
+	read := 0
+	for off < uint32(len(h.log)) {
 		e := h.at(off)
+		read++
 		if e.ts > ts || e.ts == ts && string(e.id) > id {
-			return off
+			return off, read
 		}
 		off = e.next
 	}
-	return uint32(len(h.log))
+	return uint32(len(h.log)), read
 }
 
 // grow makes room for n more bytes. Past a few kilobytes the log grows by a quarter

@@ -144,11 +144,29 @@ func TestHistoryKeepsEveryEventExactly(t *testing.T) {
 
 func TestHistoryIndexIsExact(t *testing.T) {
 	// Past seenLimit events the duplicate check uses the index; out-of-order events
-	// move entries and rebuild it. Every id must still be found, and no other.
-	p := New(nil)
-	r := rand.New(rand.NewPCG(10, 11))
+	// move entries, the index and the marks where searches start. Every id must still
+	// be found, and no other, and the history must be in order, whatever the order
+	// of arrival: random, newest first, or the newest half before the oldest (a
+	// batch that failed and was sent again after newer ones).
 	const n = 3000
-	order := r.Perm(n)
+	halves, reversed := make([]int, 0, n), make([]int, 0, n)
+	for i := range n {
+		halves = append(halves, (i+n/2)%n)
+		reversed = append(reversed, n-1-i)
+	}
+	orders := map[string][]int{
+		"random":            rand.New(rand.NewPCG(10, 11)).Perm(n),
+		"newest first":      reversed,
+		"newest half first": halves,
+	}
+	for name, order := range orders {
+		t.Run(name, func(t *testing.T) { checkHistoryIndex(t, order) })
+	}
+}
+
+func checkHistoryIndex(t *testing.T, order []int) {
+	n := len(order)
+	p := New(nil)
 	for k, i := range order {
 		e := events.New(events.TaskProgress, "t1", events.TypeTraining, "n", events.Data{})
 		e.EventID, e.Timestamp = fmt.Sprint("ev", i), 1_700_000_000+float64(i)
@@ -160,7 +178,7 @@ func TestHistoryIndexIsExact(t *testing.T) {
 		}
 	}
 	task := p.tasks["t1"]
-	if task.hist.index == nil || task.hist.n != n {
+	if task.hist.index == nil || int(task.hist.n) != n {
 		t.Fatalf("index %v, %d entries", task.hist.index == nil, task.hist.n)
 	}
 	for i := range n {
