@@ -122,7 +122,7 @@ async function getJSON(path, signal) {
   }
   let body = null;
   try {
-    body = await res.json();
+    body = JSON.parse(await res.text(), withoutBidiControls);
   } catch (err) {
     if (signal.aborted) {
       throw signal.reason ?? err;
@@ -173,10 +173,27 @@ function hideError() {
 // bidiControls are the characters that override or embed a direction of writing.
 // In a job's name they could make "invoice<U+202E>fdp.exe" read as "invoiceexe.pdf";
 // the page shows each as U+FFFD instead, so what is shown is what the job sent.
-const bidiControls = /[\u202A-\u202E\u2066-\u2069]/g;
+// Every answer of the API is cleaned as it is parsed (withoutBidiControls), strings
+// and object keys (metric names) alike, so that labels, tooltips and charts get
+// clean text; el and setText clean again whatever else they are given.
+const bidiControl = /[\u202A-\u202E\u2066-\u2069]/;
+const bidiControls = new RegExp(bidiControl.source, "g");
 
 function displayed(text) {
   return String(text).replace(bidiControls, "\uFFFD");
+}
+
+// withoutBidiControls is a JSON.parse reviver that applies displayed to every
+// string and every object key.
+function withoutBidiControls(key, value) {
+  if (typeof value === "string") {
+    return displayed(value);
+  }
+  if (value && typeof value === "object" && !Array.isArray(value) &&
+      Object.keys(value).some((k) => bidiControl.test(k))) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [displayed(k), v]));
+  }
+  return value;
 }
 
 function el(tag, className, text) {

@@ -125,7 +125,7 @@ function fillTaskRow(tr, t, opts) {
   setLink(p.link, taskHash(t.task_id));
   setText(p.link, t.name || t.task_id);
   p.link.classList.toggle("unnamed", !t.name);
-  const tip = displayed(t.description || t.task_id);
+  const tip = t.description || t.task_id;
   if (p.link.title !== tip) {
     p.link.title = tip;
   }

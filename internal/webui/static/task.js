@@ -155,7 +155,7 @@ function renderTask(t) {
   app.task = t;
   rememberNames([t]);
   const title = t.name || t.task_id;
-  document.title = `${displayed(title)} · miniray`;
+  document.title = `${title} · miniray`;
   setText(byId("task-name"), title);
   const badge = byId("task-badge");
   badge.hidden = false;
