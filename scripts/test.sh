@@ -14,9 +14,10 @@ export PATH="$GOBIN:$PATH"
 
 # What the tests drive besides Go: Debian's Chromium, headless, for the page's
 # browser tests; python3 for the Python client's tests; script (util-linux) to give
-# `nats stream view` a terminal; wrk, the load generator of the benchmarks' smoke run. Installed with apt-get when missing and this runs
-# as root; otherwise their tests are skipped, except under CI (CI set), where a
-# missing one fails the run here, before any test.
+# `nats stream view` a terminal; wrk, the load generator of the benchmarks' smoke
+# run. Installed with apt-get when missing and this runs as root; otherwise their
+# tests are skipped, except under CI (CI set), where a missing one fails the run
+# here, before any test.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -82,9 +83,9 @@ func TestWrongMethod(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var body strings.Builder
-	bufio.NewReader(resp.Body).WriteTo(&body)
-	if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(body.String(), "not allowed") {
-		t.Fatalf("GET %s: %d %s, want 405 with an error", IngestPath, resp.StatusCode, body.String())
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusMethodNotAllowed ||
+		!strings.Contains(string(body), "not allowed") {
+		t.Fatalf("GET %s: %d %s, want 405 with an error", IngestPath, resp.StatusCode, body)
 	}
 }

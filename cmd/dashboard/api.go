@@ -258,8 +258,8 @@ func getTask(st *state) gin.HandlerFunc {
 }
 
 // taskBuffers holds the buffers that task states are encoded into: a task page is
-// asked for often, and a fresh buffer each time made most of the garbage that the
-// collector then had to chase under load.
+// asked for often, and a fresh buffer each time made most of the garbage that Go's
+// garbage collector then had to chase under load.
 var taskBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledBuffer bounds the buffers kept for reuse: one of a task with a long

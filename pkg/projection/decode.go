@@ -3,7 +3,6 @@ package projection
 import (
 	"errors"
 	"strconv"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/miniray/miniray/pkg/events"
@@ -29,11 +28,9 @@ const maxRawDepth = 32
 // decoder holds what decodeFast reuses from one event to the next: the strings that
 // repeat (task ids and attempts from one event to the next of the same task, names,
 // hosts and metric names across tasks), shared instead of copied out of every
-// message. It is used by one goroutine at a time: the projection's own one, for
-// ApplyMsg, under its mutex.
+// message. It is not safe for concurrent use: a replay's reader has one, and the
+// projection one for ApplyMsg.
 type decoder struct {
-	mu          sync.Mutex
-	one         decoded // ApplyMsg's
 	lastTask    string
 	lastAttempt string
 	shared      map[string]string

@@ -80,7 +80,7 @@ func dump(p *Projection) string {
 	var out []byte
 	for _, t := range p.order {
 		s := t.snapshot()
-		b, _ := s.marshal(0)
+		b := s.marshal(0)
 		out = append(out, b...)
 	}
 	return string(out)

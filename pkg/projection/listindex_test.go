@@ -376,9 +376,50 @@ func TestReadersDuringApply(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
-	total, ids := naiveList(p, Query{Sort: "name", Limit: 50})
-	page, _ := p.List(Query{Sort: "name", Limit: 50})
-	if page.Total != total || len(page.Tasks) != len(ids) {
-		t.Fatalf("got %d/%d, want %d/%d", page.Total, len(page.Tasks), total, len(ids))
+	for _, q := range []Query{{Sort: "name", Limit: 50}, {Limit: 50}, {Sort: "-duration", Limit: 50}} {
+		total, ids := naiveList(p, q)
+		page, _ := p.List(q)
+		var got []string
+		for _, task := range page.Tasks {
+			got = append(got, task.TaskID)
+		}
+		if page.Total != total || !slices.Equal(got, ids) {
+			t.Fatalf("%+v: got %d %v, want %d %v", q, page.Total, got, total, ids)
+		}
+		body, err := p.ListJSON(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var decoded Page
+		if err := json.Unmarshal(body, &decoded); err != nil {
+			t.Fatal(err)
+		}
+		var fromJSON []string
+		for _, task := range decoded.Tasks {
+			fromJSON = append(fromJSON, task.TaskID)
+		}
+		if decoded.Total != total || !slices.Equal(fromJSON, ids) {
+			t.Fatalf("%+v as JSON: got %d %v, want %d %v", q, decoded.Total, fromJSON, total,
+				ids)
+		}
+	}
+}
+
+func TestInsertIntoEmptyOrder(t *testing.T) {
+	// Every row may leave an order and come back; the first one back goes into an
+	// order with no block.
+	s := &sortedTasks{key: "name"}
+	rows := []listRow{{id: "b", s: "b"}, {id: "a", s: "a"}, {id: "c", s: "c"}}
+	for i := range rows {
+		s.insert(&rows[i])
+	}
+	var got []string
+	for _, b := range s.blocks {
+		for _, r := range b {
+			got = append(got, r.id)
+		}
+	}
+	if !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("order %v, want [a b c]", got)
 	}
 }

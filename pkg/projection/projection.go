@@ -73,7 +73,12 @@ type Projection struct {
 
 	logged map[string]bool // skip kinds logged once already
 	fold   scratch
+
+	// ApplyMsg decodes outside mu, so that readers wait only for the fold; decMu
+	// keeps its callers to one at a time on the decoder and the decoded message.
+	decMu  sync.Mutex
 	dec    decoder
+	decOne decoded
 }
 
 // New returns an empty projection that logs skipped messages to log.
@@ -101,10 +106,10 @@ func New(log *slog.Logger) *Projection {
 // one stamped more than a day after it was stored gets the stored time instead:
 // both are applied and counted as adjusted.
 func (p *Projection) ApplyMsg(seq uint64, subject string, data []byte, stored time.Time) error {
-	p.dec.mu.Lock()
-	defer p.dec.mu.Unlock()
-	p.dec.decode(data, &p.dec.one)
-	return p.applyDecoded(seq, subject, stored, &p.dec.one)
+	p.decMu.Lock()
+	defer p.decMu.Unlock()
+	p.dec.decode(data, &p.decOne)
+	return p.applyDecoded(seq, subject, stored, &p.decOne)
 }
 
 // applyDecoded is ApplyMsg after the decoding, which a replay does apart.
@@ -333,9 +338,8 @@ func (p *Projection) takeDirty(n int) []snapshot {
 
 // GetJSON returns one task's full state as JSON, history included, as [Projection.Get]
 // would give it, without parsing every event's data on the way.
-func (p *Projection) GetJSON(id string) ([]byte, bool, error) {
-	b, ok := p.AppendJSON(nil, id)
-	return b, ok, nil
+func (p *Projection) GetJSON(id string) ([]byte, bool) {
+	return p.AppendJSON(nil, id)
 }
 
 // AppendJSON appends what [Projection.GetJSON] returns to b, so that a caller can

@@ -252,12 +252,12 @@ func (r *Replayer) fold(b *batch) {
 // has caught up, and once more when ctx ends.
 //
 // A cold start rewrites the whole bucket, one value per task however many events it
-// has. Written while the replay ran, those values (about 400 MB at 100,000 tasks
-// of ten events) took 13% of the dashboard's CPU, 20% once decoding was faster,
-// and a share of the server's from the replay itself; written after it, they cost the same but do not delay
-// the API. The bucket is derived and rebuilt at every start, so until then it shows
-// what the previous run wrote. A dashboard stopped before it caught up writes
-// nothing: the next one rewrites the bucket anyway.
+// has. Written while the replay runs, those values (about 400 MB at 100,000 tasks
+// of ten events) take 13 to 20% of the dashboard's CPU and a share of the server's
+// from the replay itself; written after it, they cost the same but do not delay
+// the API. The bucket is derived and rebuilt at every start, so until then it
+// shows what the previous run wrote. A dashboard stopped before it caught up
+// writes nothing: the next one rewrites the bucket anyway.
 func (r *Replayer) flushLoop(ctx context.Context) {
 	t := time.NewTicker(r.FlushInterval)
 	defer t.Stop()
@@ -360,15 +360,15 @@ func (r *Replayer) flush(ctx context.Context, tasks []snapshot) error {
 // history at all; the number left out is written in history_omitted. The stream and
 // the API keep them all.
 func encodeForKV(s *snapshot) ([]byte, error) {
-	b, err := s.marshal(0)
-	if err != nil || len(b) <= maxKVValue {
-		return b, err
+	b := s.marshal(0)
+	if len(b) <= maxKVValue {
+		return b, nil
 	}
 
 	progress := s.progressCount()
 	for keep := progress / 2; ; keep /= 2 {
-		if b, err = s.marshal(progress - keep); err != nil || len(b) <= maxKVValue {
-			return b, err
+		if b = s.marshal(progress - keep); len(b) <= maxKVValue {
+			return b, nil
 		}
 		if keep == 0 {
 			break
@@ -376,10 +376,7 @@ func encodeForKV(s *snapshot) ([]byte, error) {
 	}
 
 	// Even the lifecycle events do not fit: the state goes without its history.
-	if b, err = s.marshal(-1); err != nil {
-		return nil, err
-	}
-	if len(b) > maxKVValue {
+	if b = s.marshal(-1); len(b) > maxKVValue {
 		return nil, fmt.Errorf("task %s: state of %d bytes does not fit the bucket even"+
 			" without its history", s.t.id, len(b))
 	}

@@ -298,7 +298,10 @@ func (p *Projection) Trials(id string, q TrialsQuery) (Trials, error) {
 		}
 	}
 	out := Trials{TaskID: id, Metric: q.Metric, Order: q.Order, Total: len(kids),
-		Metrics: slices.AppendSeq([]string{}, slices.Values(slices.Sorted(maps.Keys(names))))}
+		Metrics: slices.Sorted(maps.Keys(names))}
+	if out.Metrics == nil {
+		out.Metrics = []string{} // JSON [] rather than null for a task without trials
+	}
 	if out.Metric == "" {
 		out.Metric = defaultTrialMetric(parent.latestMetrics(), out.Metrics)
 	}

@@ -261,8 +261,8 @@ func (t *task) snapshot() snapshot {
 
 // marshal encodes the task with its history, leaving out its first omit progress
 // entries (and saying so in history_omitted); omit < 0 leaves out the whole history.
-func (s *snapshot) marshal(omit int) ([]byte, error) {
-	return s.t.marshal(omit), nil
+func (s *snapshot) marshal(omit int) []byte {
+	return s.t.marshal(omit)
 }
 
 // marshal is snapshot.marshal on the task itself, for a caller that holds the
