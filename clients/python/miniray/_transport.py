@@ -58,6 +58,14 @@ BAD = "bad"            # refused as wrong; info is (index or None, message)
 REFUSED = "refused"    # the token is missing or wrong; info is the message
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Turns a redirect into an error. urllib would follow it with the bearer
+    token to wherever it points, and as a GET that stores nothing."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102
+        return None
+
+
 class Transport:
     """Posts batches of encoded events to the ingest."""
 
@@ -66,7 +74,7 @@ class Transport:
         self.token = token
         self.timeout = timeout
         u = urllib.parse.urlsplit(self.url)
-        handlers: List[Any] = []
+        handlers: List[Any] = [_NoRedirect()]
         if u.scheme == "https":
             ctx = ssl.create_default_context(cafile=ca_file or None)
             handlers.append(urllib.request.HTTPSHandler(context=ctx))
@@ -114,6 +122,10 @@ class Transport:
         except (ValueError, AttributeError):
             pass
         text = "HTTP %d: %s" % (e.code, msg[:500])
+        if 300 <= e.code < 400:
+            # Kept and tried again: the events wait until MINIRAY_URL is put right.
+            return RETRY, ("HTTP %d: redirected to %s; set MINIRAY_URL to the collector"
+                           " itself" % (e.code, e.headers.get("Location", "?")), 0.0)
         if e.code in (401, 403):
             return REFUSED, text
         if e.code in (400, 413):

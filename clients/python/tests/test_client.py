@@ -1,5 +1,6 @@
 """The sender: batching, retries, refusals, the spool, and bounds on waiting."""
 
+import http.server
 import json
 import os
 import shutil
@@ -135,6 +136,34 @@ class TokenTest(ClientTest, unittest.TestCase):
         self.assertEqual(self.fake.requests[0]["headers"]["Authorization"],
                          "Bearer " + self.token)
         self.assertEqual(len(self.fake.snapshot()), 2)
+
+    def test_redirect_is_not_followed_with_the_token(self):
+        # A collector that answers with a redirect, once: the client must not send
+        # the token, nor the events, to where it points, and delivers them after.
+        seen = []
+
+        class Thief(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _record(self):
+                seen.append((self.command, self.headers.get("Authorization")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _record
+
+        thief = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Thief)
+        threading.Thread(target=thief.serve_forever, args=(0.02,), daemon=True).start()
+        self.addCleanup(thief.server_close)
+        self.addCleanup(thief.shutdown)
+        where = "http://127.0.0.1:%d/api/v1/events" % thief.server_address[1]
+        self.fake.script = [(302, {"error": "moved"}, {"Location": where})]
+        ids = queue_events(self.client, 3)
+        self.assertTrue(self.client.flush(30))
+        self.assertEqual(seen, [])
+        self.assertEqual([e["event_id"] for e in self.fake.snapshot()], ids)
 
     def test_token_from_the_environment(self):
         os.environ["MINIRAY_INGEST_TOKEN"] = self.token
