@@ -61,6 +61,7 @@ fuzz FuzzDecode ./pkg/events
 fuzz FuzzFold ./pkg/projection
 fuzz FuzzDecodeFast ./pkg/projection
 fuzz FuzzIngest ./cmd/collector
+fuzz FuzzProgressEncoding ./pkg/tracking
 
 # The benchmarks' smoke run: every step of scripts/bench.sh on a small stream, so
 # that the suite cannot rot. It judges no target; the full run is ./scripts/bench.sh.

@@ -12,8 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/miniray/miniray/pkg/events"
 )
 
 // DefaultURL is the NATS server jobs report to when MINIRAY_NATS_URL is not set.
@@ -32,11 +30,10 @@ const DefaultPublishWait = 100 * time.Millisecond
 const DefaultHeartbeat = 10 * time.Second
 
 const (
-	defaultBatch = 1024
-	ackTimeout   = 5 * time.Second
+	ackTimeout = 5 * time.Second
 	// spillChunk is how many events one spool write takes off the queue: about a
-	// megabyte, a few milliseconds to encode and write, so that a report waiting for
-	// room gets some well within the publish wait.
+	// megabyte, a millisecond or two to write, so that a report waiting for room gets
+	// some well within the publish wait.
 	spillChunk = 4096
 )
 
@@ -92,12 +89,16 @@ func WithLogger(l *slog.Logger) ClientOption {
 // Client publishes a job's events to JetStream from a background goroutine.
 // It is safe for concurrent use.
 //
-// Events flow through two stages, in the order they were reported: the spool on
-// disk holds the oldest ones not yet acknowledged, the queue in memory the newer
-// ones. The sender publishes the spool first, then the queue. A queue that fills up
+// Events flow through three stages, in the order they were reported: the window of
+// publishes in flight, the spool on disk, the queue in memory. The sender publishes
+// the spool first, then the queue, without waiting for one acknowledgement before
+// the next publish: up to 16,384 are in flight at a time. A queue that fills up
 // because NATS is slower than the job, or unreachable, has its oldest events moved
-// to the end of the spool; that is the only way into the spool, apart from a failed
-// batch, so an event never overtakes an older one on its way to the stream.
+// to the end of the spool; the sender takes from the queue only when it has read
+// the whole spool, so an event never overtakes an older one on its way to the
+// stream. An event is forgotten, by the window and the spool, only once JetStream
+// acknowledged it and every older one; a failed publish is sent again before
+// anything newer counts as acknowledged.
 type Client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -109,8 +110,7 @@ type Client struct {
 	// progress events wait a bounded time while still taking lifecycle events, and
 	// so that the spiller can write its head to disk before taking it off.
 	qmu     sync.Mutex
-	queue   []events.Event
-	qhead   uint64        // how many events have left the queue's head: queue[0]'s number
+	queue   []record
 	waiters int           // reports waiting for room in a full queue
 	room    chan struct{} // closed and replaced when events leave the queue while some wait
 	wake    chan struct{} // a token whenever the queue gains events
@@ -120,8 +120,10 @@ type Client struct {
 	orphans chan struct{} // closed when the spool files of other jobs were sent
 
 	// queued and acked count events; Flush waits for acked to reach queued. They only
-	// grow, and the sender acknowledges in queue order, so acked <= queued always.
-	// spooled counts the events in this client's spool file, not yet acknowledged.
+	// grow, and acked counts the events that the window let go, which it does in the
+	// order they were queued: the first acked events are the acknowledged ones.
+	// spooled counts the events safe in this client's spool file and not yet
+	// acknowledged, each once even when the window holds it too.
 	queued  atomic.Uint64
 	acked   atomic.Uint64
 	dropped atomic.Uint64
@@ -132,11 +134,21 @@ type Client struct {
 
 	// smu guards the spool and every removal from the queue's head, so that events
 	// leave the queue in order whether to the network or to the spool.
-	smu       sync.Mutex
-	spool     *spoolFile
-	spoolNext uint64    // the number after the last event moved from the queue to the spool
-	spoolErr  time.Time // when a spool write last failed; the next try waits a while
-	warned    warnings
+	smu      sync.Mutex
+	spool    *spoolFile
+	spoolErr time.Time // when a spool write last failed; the next try waits a while
+	warned   warnings
+
+	// flights finds the window's entry of a message that JetStream acknowledged or
+	// refused, for the callbacks that nats.go calls. The sender replaces the map when
+	// the window grows; it never changes once stored.
+	flights atomic.Pointer[map[*nats.Msg]*flight]
+	// inflight counts the window's publishes waiting for an answer, failed those that
+	// failed and are not yet sent again; the callbacks change them as well as the
+	// sender. resolved has a token when a publish was answered.
+	inflight atomic.Int64
+	failed   atomic.Int64
+	resolved chan struct{}
 
 	// Owned by the sender goroutine.
 	offline bool
@@ -165,6 +177,11 @@ func Connect(url string, opts ...ClientOption) (*Client, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.Timeout(2 * time.Second),
+		// A server that reads nothing for this long is gone. nats.go writes while
+		// it holds the connection's lock, and waits a minute by default: with a
+		// window of publishes in flight, more than the socket buffers hold, a server
+		// that stops reading would hold the sender, and Close, that long.
+		nats.FlusherTimeout(ackTimeout),
 	}, cfg.natsOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", redact(url), err)
@@ -179,7 +196,10 @@ func Connect(url string, opts ...ClientOption) (*Client, error) {
 }
 
 // NewClient returns a client that publishes over a connection the caller built and
-// keeps owning: Close does not close it.
+// keeps owning: Close does not close it. nats.go writes to a server while it holds
+// the connection's lock for up to the connection's FlusherTimeout, a minute by
+// default: when a server stops reading, the client's sender, and with it Close,
+// can wait that long. [Connect] sets it to 5 seconds.
 func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 	cfg := clientConfig{
 		queueSize:   DefaultQueueSize,
@@ -199,23 +219,31 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
+	c := &Client{
+		nc:       nc,
+		cfg:      cfg,
+		log:      cfg.logger.With("component", "tracking"),
+		room:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		spillc:   make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		orphans:  make(chan struct{}),
+		changed:  make(chan struct{}),
+		resolved: make(chan struct{}, 1),
+	}
+	// The window's publishes are followed through callbacks rather than futures:
+	// a future costs two channels, and the sender would wait on each in turn. The
+	// limit of nats.go's own stays above the window's, which never waits on it.
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncTimeout(ackTimeout),
+		jetstream.WithPublishAsyncMaxPending(2*maxInFlight),
+		jetstream.WithPublishAsyncAckHandler(c.onAck),
+		jetstream.WithPublishAsyncErrHandler(c.onAckError))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream context: %w", err)
 	}
-	c := &Client{
-		nc:      nc,
-		js:      js,
-		cfg:     cfg,
-		log:     cfg.logger.With("component", "tracking"),
-		room:    make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		spillc:  make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		orphans: make(chan struct{}),
-		changed: make(chan struct{}),
-	}
+	c.js = js
 	c.spoolDown.Store(cfg.spoolDir == "")
 	go c.run()
 	return c, nil
@@ -269,9 +297,9 @@ func (c *Client) Pending() uint64 {
 // enqueue hands an event to the sender. It does not wait unless the queue is full:
 // then a progress event waits up to the publish wait for the spool to make room,
 // and is queued anyway after it, or dropped and counted if the spool is down.
-func (c *Client) enqueue(e events.Event) {
+func (c *Client) enqueue(r record) {
 	c.qmu.Lock()
-	if e.EventType == events.TaskProgress && len(c.queue) >= c.cfg.queueSize &&
+	if r.progress && len(c.queue) >= c.cfg.queueSize &&
 		!c.waitRoom() && c.spoolDown.Load() {
 		c.qmu.Unlock()
 		if c.dropped.Add(1) == 1 {
@@ -280,7 +308,7 @@ func (c *Client) enqueue(e events.Event) {
 		}
 		return
 	}
-	c.queue = append(c.queue, e)
+	c.queue = append(c.queue, r)
 	c.queued.Add(1)
 	spill := len(c.queue) >= c.highWater()
 	c.qmu.Unlock()
@@ -351,30 +379,27 @@ func (c *Client) overCapacity() {
 		"queue_size", c.cfg.queueSize, "publish_wait", c.cfg.publishWait)
 }
 
-// removeHead takes the first n events off the queue, and returns the number the first
-// of them had. The caller holds smu and qmu.
-func (c *Client) removeHead(n int) uint64 {
-	first := c.qhead
+// removeHead takes the first n events off the queue. The caller holds smu and qmu.
+func (c *Client) removeHead(n int) {
+	clear(c.queue[:n]) // the queue's array must not keep their JSON alive
 	c.queue = c.queue[n:]
 	if len(c.queue) == 0 {
 		c.queue = nil // let the old backing array go
 	}
-	c.qhead += uint64(n)
 	if c.waiters > 0 && n > 0 {
 		close(c.room)
 		c.room = make(chan struct{})
 	}
-	return first
 }
 
-// take moves up to n queued events into batch and returns the number of the first
-// one. The caller holds smu.
-func (c *Client) take(batch []events.Event, n int) ([]events.Event, uint64) {
+// take moves up to n queued events into batch. The caller holds smu.
+func (c *Client) take(batch []record, n int) []record {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	n = min(n, len(c.queue))
 	batch = append(batch[:0], c.queue[:n]...)
-	return batch, c.removeHead(n)
+	c.removeHead(n)
+	return batch
 }
 
 // queueLen returns how many events wait in the queue.

@@ -13,9 +13,11 @@
 // NATS server that is down or slow only delays the events. What NATS cannot take in
 // time goes to a spool file on local disk, in order, and is sent from there; a
 // progress report waits for room in a full queue at most MINIRAY_PUBLISH_WAIT (see
-// [WithPublishWait]). [Client.Flush] and [Client.Close] wait, within their context,
-// for JetStream to acknowledge everything queued so far: call one of them before a
-// short-lived program exits.
+// [WithPublishWait]). The sender keeps many publishes in flight at once, and counts
+// an event as acknowledged only when it and every event before it are: a failed
+// publish is sent again before anything newer counts. [Client.Flush] and
+// [Client.Close] wait, within their context, for JetStream to acknowledge
+// everything queued so far: call one of them before a short-lived program exits.
 //
 // Every event carries a unique id that is also its JetStream message id, so a retried
 // publish is dropped by the server and, outside its duplicate window, by the

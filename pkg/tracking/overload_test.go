@@ -114,7 +114,11 @@ func TestReportWaitIsBounded(t *testing.T) {
 			)
 			if tc.frozen {
 				proxy = startStallProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
-				nc, err := nats.Connect("nats://"+proxy.addr(), nats.MaxReconnects(-1))
+				// As tracking.Connect does: nats.go's default of a minute would hold the
+				// end of the test that long on a window that the frozen proxy does not
+				// take in.
+				nc, err := nats.Connect("nats://"+proxy.addr(), nats.MaxReconnects(-1),
+					nats.FlusherTimeout(5*time.Second))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -126,6 +130,12 @@ func TestReportWaitIsBounded(t *testing.T) {
 			} else if c, err = tracking.Connect("nats://"+freeAddr(t), opts...); err != nil {
 				t.Fatal(err)
 			}
+			// A client left running would log after the test ended.
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				c.Close(ctx)
+			})
 
 			var took []time.Duration
 			id := "bounded-" + strings.ReplaceAll(tc.name, " ", "-")

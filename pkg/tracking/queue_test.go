@@ -25,10 +25,24 @@ func queueOnly(size int, wait time.Duration, spool bool) *Client {
 
 func queuedTypes(c *Client) []events.Type {
 	var got []events.Type
-	for _, e := range c.queue {
-		got = append(got, e.EventType)
+	for _, r := range c.queue {
+		h, err := parseHead(r.data, recordHead{})
+		if err != nil {
+			panic(err)
+		}
+		got = append(got, h.EventType)
 	}
 	return got
+}
+
+// newRecord returns the record of a new event of type et.
+func newRecord(et events.Type) record {
+	e := events.New(et, "t", events.TypeTask, "n", events.Data{})
+	r, err := encodeEvent(&e)
+	if err != nil {
+		panic(err)
+	}
+	return r
 }
 
 func TestFullQueue(t *testing.T) {
@@ -47,7 +61,7 @@ func TestFullQueue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := queueOnly(2, 0, tc.spool)
 			for _, et := range reported {
-				c.enqueue(events.New(et, "t", events.TypeTask, "n", events.Data{}))
+				c.enqueue(newRecord(et))
 			}
 			if got := queuedTypes(c); !slices.Equal(got, tc.want) {
 				t.Fatalf("queue: got %v, want %v", got, tc.want)
@@ -61,9 +75,7 @@ func TestFullQueue(t *testing.T) {
 }
 
 func TestFullQueueWaitsForRoom(t *testing.T) {
-	progress := func() events.Event {
-		return events.New(events.TaskProgress, "t", events.TypeTask, "n", events.Data{})
-	}
+	progress := func() record { return newRecord(events.TaskProgress) }
 
 	t.Run("no longer than the publish wait", func(t *testing.T) {
 		const wait = 50 * time.Millisecond

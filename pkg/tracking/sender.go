@@ -1,14 +1,13 @@
 package tracking
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/miniray/miniray/pkg/events"
 )
 
 const (
@@ -19,28 +18,44 @@ const (
 	// offlinePoll is how often the sender looks whether NATS is back: the
 	// connection's state has no signal of its own.
 	offlinePoll = 250 * time.Millisecond
-	// spoolRetry is how long the spool rests after a failed write before the next try.
+	// spoolRetry is how long the spool rests after a failed write or read before
+	// the next try.
 	spoolRetry = time.Second
+	// takeBatch bounds how many events the sender takes off the queue at once, and
+	// so how long it holds the queue's lock.
+	takeBatch = 1024
 )
 
 // sendState is what the sender goroutine keeps between two steps.
 type sendState struct {
-	batch []events.Event // reused for every batch taken off the queue
-	// held is a batch taken off the queue whose publication failed while newer
-	// events had already gone to the spool: it is older than the whole spool, so it
-	// is published first. first and end number its events in the queue.
-	held      []events.Event
-	heldFirst uint64
-	heldEnd   uint64
-	retryAt   time.Time // no publish before this, after a failure
-	backoff   time.Duration
+	win     window
+	batch   []record // reused for every batch taken off the queue
+	copies  []record // reused to copy the window to the spool
+	rd      extentReader
+	retryAt time.Time // no publish before this, after a failure; zero: none due
+	backoff time.Duration
+	readErr time.Time // when reading the spool last failed
 }
 
-// run is the sender. It publishes the oldest events first: a held batch, then the
-// spool, then the queue. While NATS is down, the queue goes to the spool at once, so
-// that a crash or the end of the job loses nothing and Close need not wait. A second
-// goroutine, the spiller, moves the head of a queue that fills up to the spool while
-// the sender waits on the network.
+// extentReader reads back one write to the spool, a record at a time, as the window
+// has room for them.
+type extentReader struct {
+	open bool
+	buf  []byte // the records of the write, from the file
+	// left is how many events of the write no flight has counted yet.
+	left int
+	bad  int
+	last lastHead // of the last record read, which the next one mostly shares
+}
+
+// run is the sender. It keeps a window of publishes in flight, filled with the
+// oldest events first: the spool, then the queue. It lets go of an event only when
+// JetStream acknowledged it and every event before it; a failed publish is sent
+// again, with the failures after it, once the rest of the window is answered.
+// While NATS is down, the queue goes to the spool at once, and so do the window's
+// events that exist only in memory, so that a crash or the end of the job loses
+// nothing and Close need not wait. A second goroutine, the spiller, moves the head
+// of a queue that fills up to the spool while the sender waits on the network.
 func (c *Client) run() {
 	defer close(c.done)
 	spiller := make(chan struct{})
@@ -50,146 +65,316 @@ func (c *Client) run() {
 	}()
 	go c.drainOrphans()
 
-	s := sendState{batch: make([]events.Event, 0, defaultBatch), backoff: minBackoff}
+	s := sendState{backoff: minBackoff}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		progressed, wait := c.step(&s)
-		if progressed {
-			continue
-		}
-		var timer <-chan time.Time
-		if wait > 0 {
-			timer = time.After(wait)
-		}
 		select {
-		case <-c.wake:
-		case <-timer:
 		case <-c.stop:
 			<-spiller
 			c.stopSpooling(&s)
 			return
+		default:
+		}
+		progressed, wait := c.step(&s)
+		if progressed {
+			continue
+		}
+		// One timer for every wait: while publishes fail, every report wakes the
+		// sender, which waits again.
+		if wait <= 0 {
+			wait = time.Hour
+		}
+		timer.Reset(wait)
+		select {
+		case <-c.wake:
+		case <-c.resolved:
+		case <-timer.C:
+		case <-c.stop:
 		}
 	}
 }
 
 // step does one piece of the sender's work. It reports whether it got anywhere and,
-// if not, how long to wait before the next step unless new events come: zero waits
-// for them alone.
+// if not, how long to wait before the next step unless new events or answers come:
+// zero waits for them alone.
 func (c *Client) step(s *sendState) (progressed bool, wait time.Duration) {
+	if c.commit(s) {
+		progressed = true
+		s.backoff = minBackoff
+		c.setOffline(false)
+	}
 	if !connected(c.nc) {
-		// Everything goes to disk. A held batch goes behind the spool even where
-		// newer events are already there: the projection does not depend on the order,
-		// and on disk it survives the job.
-		if len(s.held) > 0 && c.spoolHeld(s, true) {
+		if c.copyWindow(s) > 0 || c.spill(0) > 0 {
 			return true, 0
 		}
-		if c.spill(0) > 0 {
-			return true, 0
-		}
-		if len(s.held) == 0 && c.spooled.Load() == 0 && c.queueLen() == 0 {
-			return false, 0
+		if s.win.n == 0 && c.spooled.Load() == 0 && c.queueLen() == 0 {
+			return progressed, 0
 		}
 		c.setOffline(true)
-		return false, offlinePoll
+		return progressed, offlinePoll
+	}
+	if c.failed.Load() > 0 {
+		return c.retry(s, progressed)
+	}
+	if c.fill(s) {
+		progressed = true
+	}
+	if !progressed && !s.readErr.IsZero() {
+		return false, spoolRetry
+	}
+	return progressed, 0
+}
+
+// retry sends the window's failed flights again, oldest first, once no other flight
+// waits for an answer and the pause after the last failure is over.
+func (c *Client) retry(s *sendState, progressed bool) (bool, time.Duration) {
+	if c.inflight.Load() > 0 {
+		return progressed, 0
+	}
+	if s.retryAt.IsZero() {
+		c.setOffline(true)
+		s.retryAt = time.Now().Add(s.backoff)
+		s.backoff = min(2*s.backoff, maxBackoff)
 	}
 	if wait := time.Until(s.retryAt); wait > 0 {
-		return false, wait
+		return progressed, wait
 	}
-
-	switch {
-	case len(s.held) > 0:
-		failed := c.publish(s.held)
-		c.ack(len(s.held) - len(failed))
-		s.held = append(s.held[:0], failed...)
-		if len(failed) > 0 {
-			return false, c.failed(s)
-		}
-	case c.spooled.Load() > 0:
-		if !c.sendSpool() {
-			return false, c.failed(s)
-		}
-	default:
-		batch, first, ok := c.takeBatch(s)
-		if !ok {
-			return true, 0 // the spool took events meanwhile: send it first
-		}
-		if len(batch) == 0 {
-			return false, 0
-		}
-		failed := c.publish(batch)
-		c.ack(len(batch) - len(failed))
-		if len(failed) > 0 {
-			s.held = append(s.held[:0], failed...)
-			s.heldFirst, s.heldEnd = first, first+uint64(len(batch))
-			if !c.spoolHeld(s, false) {
-				return false, c.failed(s)
-			}
-			c.setOffline(true)
-			return true, 0
+	s.retryAt = time.Time{}
+	n := 0
+	for i := range s.win.n {
+		if f := s.win.at(i); f.state.Load() == flightFailed {
+			c.failed.Add(-1)
+			c.publish(f)
+			n++
 		}
 	}
-	s.backoff = minBackoff
-	c.setOffline(false)
+	c.log.Warn("publishes failed, sending them again", "events", n, "in_window", s.win.n)
 	return true, 0
 }
 
-// failed notes a failed attempt to publish and returns the pause before the next.
-func (c *Client) failed(s *sendState) time.Duration {
-	c.setOffline(true)
-	wait := s.backoff
-	s.retryAt = time.Now().Add(wait)
-	s.backoff = min(2*s.backoff, maxBackoff)
-	return wait
-}
-
-// takeBatch takes the next batch off the queue, unless the spool holds events: they
-// are older and go first. It holds smu so that the spiller cannot move events to the
-// spool between the check and the take.
-func (c *Client) takeBatch(s *sendState) ([]events.Event, uint64, bool) {
-	c.smu.Lock()
-	defer c.smu.Unlock()
-	if c.spooled.Load() > 0 {
-		return nil, 0, false
-	}
-	batch, first := c.take(s.batch, defaultBatch)
-	s.batch = batch
-	return batch, first, true
-}
-
-// publish sends events asynchronously and returns the ones that were not
-// acknowledged. A resend carries the same message id, so the server drops copies it
-// already has.
-func (c *Client) publish(batch []events.Event) []events.Event {
-	futures := make([]jetstream.PubAckFuture, 0, len(batch))
-	var failed []events.Event
-	for i := range batch {
-		m, err := batch[i].MsgWithin(c.nc.MaxPayload())
-		if err != nil {
-			// Retrying cannot help an event that does not encode or fit: count it as
-			// sent rather than let it block every event behind it.
-			c.log.Error("event cannot be sent", "event_id", batch[i].EventID, "error", err)
-			futures = append(futures, nil)
-			continue
-		}
-		f, err := c.js.PublishMsgAsync(m)
-		if err != nil {
-			failed = append(failed, batch[i:]...)
-			batch = batch[:i]
+// commit lets go of the oldest flights as long as they are acknowledged, and
+// reports whether it let go of any. The events leave the spool's count before they
+// join the acknowledged ones, so that a Close that adds both never counts one twice.
+func (c *Client) commit(s *sendState) bool {
+	var acked, unspooled int
+	popped := false
+	for s.win.n > 0 {
+		f := s.win.at(0)
+		if f.state.Load() != flightOK {
 			break
 		}
-		futures = append(futures, f)
+		acked += f.events
+		switch {
+		case f.kind == extentEnd:
+			unspooled += f.events
+			c.extentDone()
+		case f.kind == fromSpool || f.copied:
+			unspooled += f.events
+		}
+		s.win.pop()
+		popped = true
 	}
-	var lost []events.Event
-	for i, f := range futures {
-		if f == nil {
+	if unspooled > 0 {
+		c.unspool(uint64(unspooled))
+	}
+	if acked > 0 {
+		c.ack(acked)
+	}
+	return popped
+}
+
+// fill publishes events until the window is full, oldest first: what the spool
+// holds, then the queue. It reports whether it published any.
+func (c *Client) fill(s *sendState) bool {
+	maxPayload := c.nc.MaxPayload()
+	published := false
+	for s.win.n < maxInFlight && c.failed.Load() == 0 {
+		if s.rd.open {
+			if !c.readRecords(s, maxPayload) {
+				break
+			}
+			published = true
 			continue
 		}
-		select {
-		case <-f.Ok():
-		case <-f.Err():
-			lost = append(lost, batch[i])
+		if !s.readErr.IsZero() && time.Since(s.readErr) < spoolRetry {
+			break
+		}
+		e, fromDisk, batch := c.next(s, min(maxInFlight-s.win.n, takeBatch))
+		if fromDisk {
+			c.openExtent(s, e)
+			continue
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, r := range batch {
+			c.launch(s, r, fromQueue, 1, maxPayload)
+		}
+		clear(batch)
+		published = true
+	}
+	return published
+}
+
+// next returns the next write to the spool that the sender has not read or, when
+// it has read them all, takes up to n events off the queue. It holds smu so that
+// the spiller cannot move events to the spool between the look and the take.
+func (c *Client) next(s *sendState, n int) (extent, bool, []record) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.spool != nil {
+		if e, ok := c.spool.nextExtent(); ok {
+			return e, true, nil
 		}
 	}
-	return append(lost, failed...)
+	s.batch = c.take(s.batch, n)
+	return extent{}, false, s.batch
+}
+
+// openExtent starts reading back a write to the spool. A write of copies is not
+// read: its events are in the window.
+func (c *Client) openExtent(s *sendState, e extent) {
+	if e.copies {
+		c.endExtent(s, 0)
+		return
+	}
+	buf, err := c.spool.readExtent(e)
+	if err != nil {
+		c.log.Warn("read spool", "file", c.spool.path, "error", err)
+		c.smu.Lock()
+		c.spool.nread-- // read it again after a while
+		c.smu.Unlock()
+		s.readErr = time.Now()
+		return
+	}
+	s.readErr = time.Time{}
+	s.rd = extentReader{open: true, buf: buf, left: e.n, last: s.rd.last}
+}
+
+// readRecords publishes the records of the write being read back while the window
+// has room, and ends the write when it has read all of them. It reports false when
+// the window had no room.
+func (c *Client) readRecords(s *sendState, maxPayload int64) bool {
+	rd := &s.rd
+	if s.win.n >= maxInFlight-1 { // room for the write's end
+		return false
+	}
+	for len(rd.buf) > 0 && s.win.n < maxInFlight-1 {
+		line, rest, _ := bytes.Cut(rd.buf, []byte{'\n'})
+		rd.buf = rest
+		body, ok, skip := parseRecord(line)
+		if skip {
+			continue
+		}
+		var r record
+		var err error
+		if ok {
+			r, err = spooledRecord(body, &rd.last)
+		}
+		if !ok || err != nil {
+			rd.bad++
+			continue
+		}
+		n := min(rd.left, 1) // a damaged write may read as more records than it had
+		rd.left -= n
+		c.launch(s, r, fromSpool, n, maxPayload)
+	}
+	if len(rd.buf) == 0 {
+		if rd.bad > 0 {
+			c.log.Warn("spool has damaged records, skipped", "file", c.spool.path,
+				"records", rd.bad)
+		}
+		c.endExtent(s, rd.left)
+		s.rd = extentReader{last: rd.last}
+	}
+	return true
+}
+
+// endExtent puts the end of a write to the spool in the window, behind its events:
+// left of them were damaged and will never be sent.
+func (c *Client) endExtent(s *sendState, left int) {
+	f := s.win.push(c)
+	f.kind, f.events, f.copied, f.rec = extentEnd, left, false, record{}
+	f.state.Store(flightOK)
+}
+
+// extentDone empties the spool file once every write to it was acknowledged.
+func (c *Client) extentDone() {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if _, err := c.spool.done(); err != nil {
+		c.log.Warn("empty spool", "file", c.spool.path, "error", err)
+	}
+}
+
+// launch puts an event in the window and publishes it. An event too large for the
+// server sheds its largest fields; one that cannot be sent even so counts as sent
+// rather than hold back every event behind it.
+func (c *Client) launch(s *sendState, r record, kind flightKind, events int, maxPayload int64) {
+	f := s.win.push(c)
+	f.kind, f.events, f.copied, f.rec = kind, events, false, r
+	fit, err := fitRecord(r, maxPayload)
+	if err != nil {
+		c.log.Error("event cannot be sent", "event_id", r.id, "error", err)
+		f.state.Store(flightOK)
+		return
+	}
+	f.msg.Subject = fit.subject
+	f.msg.Data = fit.data
+	f.id[0] = fit.id // the header holds f.id[:]
+	if c.failed.Load() > 0 {
+		// The publish before failed: this one would too, and must wait its turn.
+		f.state.Store(flightFailed)
+		c.failed.Add(1)
+		return
+	}
+	c.publish(f)
+}
+
+// publish sends a flight's message; its answer comes to onAck or onAckError. A
+// resend carries the same message id, so the server drops copies it already has.
+func (c *Client) publish(f *flight) {
+	f.state.Store(flightPending)
+	c.inflight.Add(1)
+	if _, err := c.js.PublishMsgAsync(&f.msg); err != nil {
+		c.failed.Add(1)
+		f.state.Store(flightFailed)
+		c.inflight.Add(-1)
+	}
+}
+
+// copyWindow writes the window's events that exist only in memory to the spool, as
+// copies: the window still sends them when NATS is back, and the spool keeps them
+// if the job ends first. It returns how many it wrote.
+func (c *Client) copyWindow(s *sendState) int {
+	s.copies = s.copies[:0]
+	for i := range s.win.n {
+		if f := s.win.at(i); f.kind == fromQueue && !f.copied {
+			s.copies = append(s.copies, f.rec)
+		}
+	}
+	if len(s.copies) == 0 {
+		return 0
+	}
+	c.smu.Lock()
+	ok := c.toSpool(s.copies, true)
+	if ok {
+		if err := c.spool.sync(); err != nil {
+			c.log.Warn("sync spool", "file", c.spool.path, "error", err)
+		}
+	}
+	c.smu.Unlock()
+	clear(s.copies)
+	if !ok {
+		return 0
+	}
+	for i := range s.win.n {
+		if f := s.win.at(i); f.kind == fromQueue {
+			f.copied = true
+		}
+	}
+	return len(s.copies)
 }
 
 func (c *Client) ack(n int) {
@@ -287,39 +472,19 @@ func (c *Client) spillChunk(keep int) (int, bool) {
 	if n <= 0 {
 		return 0, true
 	}
-	if !c.toSpool(head) {
+	if !c.toSpool(head, false) {
 		return 0, false
 	}
 	c.qmu.Lock()
-	first := c.removeHead(n)
+	c.removeHead(n)
 	c.qmu.Unlock()
-	c.spoolNext = first + uint64(n)
 	return n, true
-}
-
-// spoolHeld moves the held batch to the end of the spool: when nothing newer is
-// there, which keeps the order, or, with anyOrder, in any case.
-func (c *Client) spoolHeld(s *sendState, anyOrder bool) bool {
-	c.smu.Lock()
-	defer c.smu.Unlock()
-	if !anyOrder && c.spoolNext > s.heldFirst {
-		return false
-	}
-	if !c.toSpool(s.held) {
-		return false
-	}
-	if err := c.spool.sync(); err != nil {
-		c.log.Warn("sync spool", "file", c.spool.path, "error", err)
-	}
-	c.spoolNext = max(c.spoolNext, s.heldEnd)
-	s.held = s.held[:0]
-	return true
 }
 
 // toSpool appends events to this client's spool file, creating it on first use, and
 // counts them as spooled. It reports false when there is no usable spool; after a
 // failed write the spool rests for spoolRetry. The caller holds smu.
-func (c *Client) toSpool(evs []events.Event) bool {
+func (c *Client) toSpool(recs []record, copies bool) bool {
 	if c.cfg.spoolDir == "" || time.Since(c.spoolErr) < spoolRetry {
 		return false
 	}
@@ -331,16 +496,14 @@ func (c *Client) toSpool(evs []events.Event) bool {
 		}
 		c.spool = s
 	}
-	skipped, err := c.spool.append(evs, c.log)
-	if err != nil {
+	if err := c.spool.append(recs, copies); err != nil {
 		c.spoolFailed("spool write failed, events wait in memory", err)
 		return false
 	}
 	if c.spoolDown.Swap(false) {
 		c.log.Info("spool writable again", "file", c.spool.path)
 	}
-	c.spooled.Add(uint64(len(evs) - skipped))
-	c.ack(skipped) // they can never be sent: count them as done, as publish does
+	c.spooled.Add(uint64(len(recs)))
 	c.notify()
 	return true
 }
@@ -352,55 +515,14 @@ func (c *Client) spoolFailed(msg string, err error) {
 	}
 }
 
-// sendSpool publishes the next chunk of the spool file, and empties the file once
-// all of it is acknowledged. The chunk lies before what the spiller appends at the
-// same time, and only this goroutine empties the file, so it is read without smu.
-func (c *Client) sendSpool() bool {
-	c.smu.Lock()
-	sp := c.spool
-	from, to := sp.sent, sp.size
-	c.smu.Unlock()
-
-	b, next, err := sp.readRange(from, to, defaultBatch, c.nc.MaxPayload(), c.log)
-	if err != nil {
-		c.log.Warn("read spool", "file", sp.path, "error", err)
-		return false
-	}
-	if b.bad > 0 {
-		c.log.Warn("spool has damaged records, skipped", "file", sp.path, "records", b.bad)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*ackTimeout)
-	defer cancel()
-	if err := publishMsgs(ctx, c.js, b.msgs); err != nil {
-		return false
-	}
-
-	c.smu.Lock()
-	c.unspool(uint64(b.intact))
-	n := b.intact
-	emptied, err := sp.advance(next)
-	if emptied {
-		// Whatever the count still holds was damaged on disk and is gone: count it
-		// as done so that Flush does not wait for it.
-		n += int(c.spooled.Swap(0))
-	}
-	c.smu.Unlock()
-	if err != nil {
-		c.log.Warn("empty spool", "file", sp.path, "error", err)
-	}
-	c.ack(n)
-	return true
-}
-
-// stopSpooling runs when the client stops: what is held or still queued goes to the
-// spool, and the spool file is closed, or removed when it is empty.
+// stopSpooling runs when the client stops: what only memory holds, in the window
+// or the queue, goes to the spool, and the spool file is closed, or removed when
+// nothing in it waits to be sent.
 func (c *Client) stopSpooling(s *sendState) {
 	c.smu.Lock()
 	c.spoolErr = time.Time{} // one last try, whatever failed before
 	c.smu.Unlock()
-	if len(s.held) > 0 {
-		c.spoolHeld(s, true)
-	}
+	c.copyWindow(s)
 	c.spill(0)
 	c.smu.Lock()
 	defer c.smu.Unlock()
@@ -423,9 +545,15 @@ func (c *Client) drainOrphans() {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	// A jetstream context of its own: the window's callbacks are for the window.
+	js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
+	if err != nil {
+		c.log.Warn("send spool files left by other jobs", "error", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if n, err := DrainSpool(ctx, c.js, c.cfg.spoolDir, c.log); err != nil {
+	if n, err := DrainSpool(ctx, js, c.cfg.spoolDir, c.log); err != nil {
 		c.log.Warn("send spool files left by other jobs", "error", err)
 	} else if n > 0 {
 		c.log.Info("sent events spooled by other jobs", "events", n)

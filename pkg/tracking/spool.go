@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -55,12 +54,28 @@ func SpoolDir() string {
 type spoolFile struct {
 	path string
 	f    *os.File
-	// size is how many bytes of whole records the file holds, sent how many of them
-	// JetStream has acknowledged.
-	size, sent int64
+	// size is where the next write goes: the end of the last whole record.
+	size int64
 	// torn is set when a failed write left part of a record that could not be cut
 	// off: the next write starts on a new line, so that only that record is lost.
 	torn bool
+	// extents are the writes whose events are not all acknowledged, oldest first;
+	// the sender has read the first nread of them. Once all are acknowledged the
+	// file is emptied. The sender reads the file by extents, so a torn record
+	// between two is never read back by this client.
+	extents []extent
+	nread   int
+	buf     []byte // reused for every write
+}
+
+// extent is one write to the spool: n records from start to end.
+type extent struct {
+	start, end int64
+	n          int
+	// copies marks records of events that the sender's window holds too: they were
+	// written because NATS went away before they were acknowledged, in case the job
+	// ends first, and the window sends them, so the sender does not read them back.
+	copies bool
 }
 
 // createSpool creates and locks a new spool file in dir. Names start with the time
@@ -82,42 +97,49 @@ func createSpool(dir string) (*spoolFile, error) {
 	return &spoolFile{path: path, f: f}, nil
 }
 
-// append writes events as one write. Once written, they survive the job's process;
-// [spoolFile.sync] makes them survive the machine, as far as the disk allows. An
-// event that does not encode is logged and left out, and counted in skipped: it
-// could never be sent. A failed write is cut off again, so that the file holds whole
-// records only.
-func (s *spoolFile) append(evs []events.Event, log *slog.Logger) (skipped int, err error) {
-	var buf bytes.Buffer
+// append writes records as one write, the JSON of each as it was encoded. Once
+// written, they survive the job's process; [spoolFile.sync] makes them survive the
+// machine, as far as the disk allows. A failed write is cut off again, so that the
+// file holds whole records only.
+func (s *spoolFile) append(recs []record, copies bool) error {
+	buf := s.buf[:0]
 	if s.torn {
 		st, err := s.f.Stat()
 		if err != nil {
-			return 0, fmt.Errorf("stat spool: %w", err)
+			return fmt.Errorf("stat spool: %w", err)
 		}
 		s.size = st.Size()
-		buf.WriteByte('\n')
+		buf = append(buf, '\n')
 	}
-	var sum [9]byte
-	for i := range evs {
-		b, err := evs[i].Encode()
-		if err != nil {
-			log.Error("event cannot be spooled", "event_id", evs[i].EventID, "error", err)
-			skipped++
-			continue
-		}
-		buf.Write(fmt.Appendf(sum[:0], "%08x ", crc32.ChecksumIEEE(b)))
-		buf.Write(b)
-		buf.WriteByte('\n')
+	start := s.size + int64(len(buf))
+	for i := range recs {
+		buf = appendSpoolRecord(buf, recs[i].data)
 	}
-	if _, err := s.f.Write(buf.Bytes()); err != nil {
+	if cap(buf) <= 4<<20 {
+		s.buf = buf // a copy of a large window is not worth keeping
+	}
+	if _, err := s.f.Write(buf); err != nil {
 		if terr := s.f.Truncate(s.size); terr != nil {
 			s.torn = true
 		}
-		return 0, fmt.Errorf("write spool: %w", err)
+		return fmt.Errorf("write spool: %w", err)
 	}
-	s.size += int64(buf.Len())
+	s.size += int64(len(buf))
 	s.torn = false
-	return skipped, nil
+	s.extents = append(s.extents, extent{start: start, end: s.size, n: len(recs), copies: copies})
+	return nil
+}
+
+// appendSpoolRecord appends the record of an event's JSON: its CRC-32 in 8 hex
+// digits, a space, the JSON and a newline.
+func appendSpoolRecord(b, body []byte) []byte {
+	sum := crc32.ChecksumIEEE(body)
+	for shift := 28; shift >= 0; shift -= 4 {
+		b = append(b, hexDigits[sum>>shift&0xf])
+	}
+	b = append(b, ' ')
+	b = append(b, body...)
+	return append(b, '\n')
 }
 
 // sync flushes what was written to the disk.
@@ -128,35 +150,65 @@ func (s *spoolFile) sync() error {
 	return nil
 }
 
-// readRange reads up to max records from the byte offsets from to to and returns
-// them, with the offset after the last one read.
-func (s *spoolFile) readRange(from, to int64, max int, maxPayload int64, log *slog.Logger) (
-	spoolBatch, int64, error) {
-	r := bufio.NewReaderSize(io.NewSectionReader(s.f, from, to-from), 64<<10)
-	b, err := readRecords(r, max, maxPayload, log)
-	return b, from + b.size, err
+// nextExtent returns the first extent the sender has not read, if any.
+func (s *spoolFile) nextExtent() (extent, bool) {
+	if s.nread >= len(s.extents) {
+		return extent{}, false
+	}
+	s.nread++
+	return s.extents[s.nread-1], true
+}
+
+// unread reports whether the file holds an extent that the sender has not read.
+func (s *spoolFile) unread() bool {
+	return s.nread < len(s.extents)
+}
+
+// readExtent reads the records of e. It needs no lock: an extent does not change
+// once written, and the file is emptied only when every extent was acknowledged.
+func (s *spoolFile) readExtent(e extent) ([]byte, error) {
+	b := make([]byte, e.end-e.start)
+	if _, err := s.f.ReadAt(b, e.start); err != nil {
+		return nil, fmt.Errorf("read spool: %w", err)
+	}
+	return b, nil
+}
+
+// done records that every event of the oldest extent was acknowledged. Once all
+// were, it empties the file and reports so.
+func (s *spoolFile) done() (bool, error) {
+	s.extents[0] = extent{}
+	s.extents = s.extents[1:]
+	s.nread--
+	if len(s.extents) > 0 {
+		return false, nil
+	}
+	s.extents, s.nread = nil, 0
+	if err := s.f.Truncate(0); err != nil {
+		return false, fmt.Errorf("truncate spool: %w", err)
+	}
+	s.size, s.torn = 0, false
+	return true, nil
 }
 
 // spoolBatch is what was read of a spool: the messages that publish its intact
 // records.
 type spoolBatch struct {
 	msgs   []*nats.Msg
-	intact int   // records read whole: the messages and the events too large to send
-	bad    int   // damaged records, skipped
-	size   int64 // bytes of the records read
+	intact int // records read whole: the messages and the events too large to send
+	bad    int // damaged records, skipped
 }
 
-// readRecords reads up to max records (all for max <= 0) from r. An event that
-// cannot fit the server's max payload even cut down is logged and left out: it would
-// never be accepted, and would hold back all the others.
-func readRecords(r *bufio.Reader, max int, maxPayload int64, log *slog.Logger) (spoolBatch, error) {
+// readRecords reads every record from r. An event that cannot fit the server's max
+// payload even cut down is logged and left out: it would never be accepted, and
+// would hold back all the others.
+func readRecords(r *bufio.Reader, maxPayload int64, log *slog.Logger) (spoolBatch, error) {
 	var b spoolBatch
-	for max <= 0 || b.intact+b.bad < max {
+	for {
 		line, err := readLine(r)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return b, fmt.Errorf("read spool: %w", err)
 		}
-		b.size += int64(len(line))
 		switch body, ok, skip := parseRecord(line); {
 		case skip:
 		case !ok:
@@ -175,10 +227,9 @@ func readRecords(r *bufio.Reader, max int, maxPayload int64, log *slog.Logger) (
 			}
 		}
 		if err != nil {
-			break
+			return b, nil
 		}
 	}
-	return b, nil
 }
 
 // readLine returns the next line with its newline, however long.
@@ -195,28 +246,14 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 	return long, err
 }
 
-// advance records that the records before offset next were acknowledged. Once all
-// of them were, it empties the file and reports so.
-func (s *spoolFile) advance(next int64) (bool, error) {
-	s.sent = next
-	if s.sent < s.size {
-		return false, nil
-	}
-	if err := s.f.Truncate(0); err != nil {
-		return false, fmt.Errorf("truncate spool: %w", err)
-	}
-	s.size, s.sent, s.torn = 0, 0, false
-	return true, nil
-}
-
-// read reads every record in the file.
-func (s *spoolFile) read(maxPayload int64, log *slog.Logger) (spoolBatch, error) {
+// readAll reads every record in the file.
+func (s *spoolFile) readAll(maxPayload int64, log *slog.Logger) (spoolBatch, error) {
 	f, err := os.Open(s.path)
 	if err != nil {
 		return spoolBatch{}, fmt.Errorf("open spool: %w", err)
 	}
 	defer f.Close()
-	return readRecords(bufio.NewReader(f), 0, maxPayload, log)
+	return readRecords(bufio.NewReader(f), maxPayload, log)
 }
 
 // close releases the file, removing it when it holds nothing.
@@ -251,36 +288,69 @@ var errDamaged = errors.New("damaged spool record")
 // in [events.Event.MsgWithin].
 const headerRoom = 1 << 10
 
-// recordMsg returns the message that publishes a spooled event's JSON. The record
-// was written by [events.Event.Encode] and its checksum holds, so only what the
-// subject and the message id need is decoded, and the JSON goes out as it is: the
-// full decoding costs the sender several times more. An event too large for the
-// server is decoded whole, to be cut down.
+// recordMsg returns the message that publishes a spooled event's JSON, which is
+// read from a buffer that the caller reuses.
 func recordMsg(body []byte, maxPayload int64) (*nats.Msg, error) {
-	var h struct {
-		EventID   string          `json:"event_id"`
-		TaskID    string          `json:"task_id"`
-		TaskType  events.TaskType `json:"task_type"`
-		EventType events.Type     `json:"event_type"`
+	r, err := spooledRecord(body, &lastHead{})
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(body, &h); err != nil {
-		return nil, fmt.Errorf("%w: %w", errDamaged, err)
+	if r, err = fitRecord(r, maxPayload); err != nil {
+		return nil, err
 	}
-	if events.ValidateEventID(h.EventID) != nil || events.ValidateTaskID(h.TaskID) != nil ||
-		!h.TaskType.Valid() || !h.EventType.Valid() {
-		return nil, fmt.Errorf("%w: not an event", errDamaged)
-	}
-	if maxPayload > 0 && int64(len(body))+headerRoom > maxPayload {
-		e, err := events.Decode(body)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errDamaged, err)
-		}
-		return e.MsgWithin(maxPayload)
-	}
-	m := nats.NewMsg(events.Subject(h.TaskType, h.TaskID, h.EventType))
-	m.Data = bytes.Clone(body)
-	m.Header.Set(jetstream.MsgIDHeader, h.EventID)
+	m := nats.NewMsg(r.subject)
+	m.Data = bytes.Clone(r.data)
+	m.Header.Set(jetstream.MsgIDHeader, r.id)
 	return m, nil
+}
+
+// lastHead is what spooledRecord keeps of one record for the next: the next one is
+// mostly of the same task and type.
+type lastHead struct {
+	h       recordHead
+	subject string // "" when there was none
+}
+
+// spooledRecord returns the record that publishes a spooled event's JSON as it is.
+// The checksum of the record holds, so only what the subject and the message id
+// need is read: decoding the whole event would cost the sender several times more.
+func spooledRecord(body []byte, last *lastHead) (record, error) {
+	h, err := parseHead(body, last.h)
+	if err != nil {
+		return record{}, fmt.Errorf("%w: %w", errDamaged, err)
+	}
+	if events.ValidateEventID(h.EventID) != nil {
+		return record{}, fmt.Errorf("%w: not an event", errDamaged)
+	}
+	if last.subject == "" || h.TaskID != last.h.TaskID || h.TaskType != last.h.TaskType ||
+		h.EventType != last.h.EventType {
+		if events.ValidateTaskID(h.TaskID) != nil || !h.TaskType.Valid() || !h.EventType.Valid() {
+			return record{}, fmt.Errorf("%w: not an event", errDamaged)
+		}
+		last.subject = events.Subject(h.TaskType, h.TaskID, h.EventType)
+	}
+	last.h = h
+	return record{subject: last.subject, id: h.EventID, data: body,
+		progress: h.EventType == events.TaskProgress}, nil
+}
+
+// fitRecord returns a record that the server takes: r, or, for an event too large
+// for its max payload, the event with its largest fields left out (see
+// [events.Event.MsgWithin]). An event that does not fit even so is an error.
+func fitRecord(r record, maxPayload int64) (record, error) {
+	if maxPayload <= 0 || int64(len(r.data))+headerRoom <= maxPayload {
+		return r, nil
+	}
+	e, err := events.Decode(r.data)
+	if err != nil {
+		return record{}, fmt.Errorf("%w: %w", errDamaged, err)
+	}
+	m, err := e.MsgWithin(maxPayload)
+	if err != nil {
+		return record{}, err
+	}
+	r.data = m.Data
+	return r, nil
 }
 
 // publishMsgs publishes messages in order and waits until JetStream acknowledged
@@ -362,7 +432,7 @@ func drainFile(ctx context.Context, js jetstream.JetStream, path string, log *sl
 		return 0, nil // removed by the drainer that held the lock before us
 	}
 
-	b, err := readRecords(bufio.NewReader(f), 0, js.Conn().MaxPayload(), log)
+	b, err := readRecords(bufio.NewReader(f), js.Conn().MaxPayload(), log)
 	if err != nil {
 		return 0, err
 	}

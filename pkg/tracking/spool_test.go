@@ -2,6 +2,7 @@ package tracking
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"testing"
@@ -18,27 +19,27 @@ func TestSpoolSurvivesATornWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []events.Event
+	var evs []record
 	for range 3 {
-		evs = append(evs, events.New(events.TaskProgress, "t", events.TypeTask, "n", events.Data{}))
+		evs = append(evs, newRecord(events.TaskProgress))
 	}
 	log := slog.New(slog.DiscardHandler)
-	if _, err := s.append(evs[:2], log); err != nil {
+	if err := s.append(evs[:2], false); err != nil {
 		t.Fatal(err)
 	}
 	// A crash in the middle of a write: half a record, then a later client appends.
 	if _, err := s.f.WriteString(`0badc0de {"event_id":"x","task_`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.append(evs[2:], log); err != nil {
+	if err := s.append(evs[2:], false); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.read(0, log)
+	got, err := s.readAll(0, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := func(i int) string { return got.msgs[i].Header.Get(jetstream.MsgIDHeader) }
-	if got.bad != 1 || len(got.msgs) != 2 || id(0) != evs[0].EventID || id(1) != evs[1].EventID {
+	if got.bad != 1 || len(got.msgs) != 2 || id(0) != evs[0].id || id(1) != evs[1].id {
 		t.Fatalf("got %d events, %d bad; want the first 2 and 1 bad", len(got.msgs), got.bad)
 	}
 }
@@ -49,8 +50,7 @@ func TestDrainSkipsSpoolsOfLiveProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := events.New(events.TaskSubmitted, "t", events.TypeTask, "n", events.Data{})
-	if _, err := live.append([]events.Event{e}, slog.New(slog.DiscardHandler)); err != nil {
+	if err := live.append([]record{newRecord(events.TaskSubmitted)}, false); err != nil {
 		t.Fatal(err)
 	}
 
@@ -79,12 +79,12 @@ func TestCloseWaitsForOrphanSpools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []events.Event
+	var evs []record
 	for range 2000 {
-		evs = append(evs, events.New(events.TaskProgress, "t", events.TypeTask, "n", events.Data{}))
+		evs = append(evs, newRecord(events.TaskProgress))
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	if _, err := orphan.append(evs, log); err != nil {
+	if err := orphan.append(evs, false); err != nil {
 		t.Fatal(err)
 	}
 	orphan.f.Close() // its process is gone
@@ -104,5 +104,33 @@ func TestCloseWaitsForOrphanSpools(t *testing.T) {
 	}
 	if got := len(srv.Events(t)); got != len(evs) {
 		t.Fatalf("stream holds %d events, want the orphan's %d", got, len(evs))
+	}
+}
+
+// TestSpooledRecordChecksEveryNewTask reads records of one task, then of another
+// whose id is not subject-safe: the subject of the first is shared, the second is
+// refused as damaged rather than published on a subject of the wrong shape.
+func TestSpooledRecordChecksEveryNewTask(t *testing.T) {
+	var last lastHead
+	var subjects []string
+	for range 2 {
+		r, err := spooledRecord(newRecord(events.TaskProgress).data, &last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subjects = append(subjects, r.subject)
+	}
+	if want := events.Subject(events.TypeTask, "t", events.TaskProgress); subjects[0] != want ||
+		subjects[1] != want {
+		t.Fatalf("subjects %q, want %q twice", subjects, want)
+	}
+	e := events.New(events.TaskProgress, "t", events.TypeTask, "n", events.Data{})
+	e.TaskID = "t.other"
+	b, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := spooledRecord(b, &last); !errors.Is(err, errDamaged) {
+		t.Fatalf("record of task %q: got %q %v, want errDamaged", e.TaskID, r.subject, err)
 	}
 }

@@ -132,6 +132,7 @@ func start(ctx context.Context, tt events.TaskType, o options) (*Task, error) {
 		c = Default()
 	}
 	t := &Task{client: c, id: id, typ: tt, name: o.name, attempt: nuid.Next()}
+	t.progress = newProgressEncoder(id, tt, t.name, t.attempt)
 
 	t.emit(events.TaskSubmitted, events.Data{Description: o.description, ParentID: parent})
 	host, _ := os.Hostname()
@@ -177,11 +178,12 @@ func (t *Task) panicked(v any, stack []byte) {
 // Task is one running call of a wrapped job. A nil *Task is valid and reports nothing,
 // so that code which reads it from a context needs no checks.
 type Task struct {
-	client  *Client
-	id      string
-	typ     events.TaskType
-	name    string
-	attempt string // one per call, so that a task id run again is a new attempt
+	client   *Client
+	id       string
+	typ      events.TaskType
+	name     string
+	attempt  string // one per call, so that a task id run again is a new attempt
+	progress *progressEncoder
 }
 
 type ctxKey struct{}
@@ -205,24 +207,13 @@ func (t *Task) ID() string {
 }
 
 // Progress reports that the job reached step of total (total <= 0 when unknown) with
-// the given metrics. It never waits: the event is queued for the [Client]'s sender.
+// the given metrics. It never waits on the network: the event is encoded and queued
+// for the [Client]'s sender, and metrics may be changed as soon as it returns.
 func (t *Task) Progress(step, total int, metrics map[string]float64) {
-	if t == nil {
+	if t == nil || t.client == nil {
 		return
 	}
-	s := int64(step)
-	d := events.Data{Step: &s}
-	if total > 0 {
-		n := int64(total)
-		d.Total = &n
-	}
-	if len(metrics) > 0 {
-		d.Metrics = make(events.Metrics, len(metrics))
-		for k, v := range metrics {
-			d.Metrics[k] = v
-		}
-	}
-	t.emit(events.TaskProgress, d)
+	t.client.enqueue(t.progress.encode(time.Now(), step, total, metrics))
 }
 
 func (t *Task) emit(et events.Type, d events.Data) {
@@ -232,7 +223,14 @@ func (t *Task) emit(et events.Type, d events.Data) {
 	d.Attempt = t.attempt
 	e := events.New(et, t.id, t.typ, t.name, d)
 	events.Bound(&e)
-	t.client.enqueue(e)
+	r, err := encodeEvent(&e)
+	if err != nil {
+		t.client.log.Error("event data not recorded", "event_id", e.EventID,
+			"event_type", e.EventType, "error", err)
+	}
+	if r.data != nil {
+		t.client.enqueue(r)
+	}
 }
 
 // beat sends heartbeats until the returned function is called.

@@ -41,6 +41,7 @@ type options struct {
 	url        string
 	events     int
 	spoolDir   string
+	queueSize  int
 	cpuProfile string
 	memProfile string
 }
@@ -52,6 +53,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.url, "nats-url", "nats://127.0.0.1:4222", "NATS server of a collector")
 	fs.IntVar(&o.events, "events", 100_000, "progress events to publish")
 	fs.StringVar(&o.spoolDir, "spool-dir", "", "spool directory (default: a new temporary one)")
+	fs.IntVar(&o.queueSize, "queue-size", tracking.DefaultQueueSize,
+		"events the client's queue holds before the oldest go to the spool")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile to this file")
 	if err := fs.Parse(args); err != nil {
@@ -82,11 +85,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer nc.Close()
 
-	// The queue holds every event of the run: this measures the path to the
-	// server, not what a full queue drops.
+	// By default the client as a job has it: the loop outruns NATS, so past the
+	// queue's size the excess goes through the spool and back, and that is measured.
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c, err := tracking.NewClient(nc,
-		tracking.WithQueueSize(o.events+1024),
+		tracking.WithQueueSize(o.queueSize),
 		tracking.WithSpoolDir(o.spoolDir),
 		tracking.WithLogger(log))
 	if err != nil {

@@ -79,9 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// The client as a job has it: the default queue, whose excess goes through the
+	// spool when the calls outrun NATS, as back to back they do.
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c, err := tracking.NewClient(nc,
-		tracking.WithQueueSize(o.calls+o.paced+1024),
 		tracking.WithSpoolDir(spool),
 		tracking.WithLogger(log))
 	if err != nil {
@@ -107,7 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.RTTNs = float64(rtt)
 	res.Dropped = c.Dropped()
 	if res.Dropped > 0 {
-		return fmt.Errorf("%d progress events dropped: the queue was too small", res.Dropped)
+		return fmt.Errorf("%d progress events dropped: the spool could not be written",
+			res.Dropped)
 	}
 	return results.Print(stdout, res)
 }
