@@ -328,12 +328,37 @@ func decodeEvent(raw []byte, i int) (events.Event, *ingestError) {
 	}
 	e, err := events.Decode(raw)
 	if err == nil {
+		err = jobEvent(&e)
+	}
+	if err == nil {
 		return e, nil
 	}
 	ierr := &ingestError{status: http.StatusBadRequest, index: i,
 		msg: "event " + strconv.Itoa(i) + ": " + err.Error()}
 	ierr.field = badField(err)
 	return e, ierr
+}
+
+// jobEvent refuses what a job has no reason to send, beyond what [events.Decode]
+// refuses everywhere: task_lost, which is the collector's verdict on a silent job
+// and would let one client mark any task as dead; a negative step or total; and a
+// metric without a name, which no chart can label.
+func jobEvent(e *events.Event) error {
+	if e.EventType == events.TaskLost {
+		return &events.FieldError{Field: "event_type",
+			Msg: "task_lost is published by the collector only"}
+	}
+	d := &e.Data
+	if d.Step != nil && *d.Step < 0 {
+		return &events.FieldError{Field: "data.step", Msg: "a step cannot be negative"}
+	}
+	if d.Total != nil && *d.Total < 0 {
+		return &events.FieldError{Field: "data.total", Msg: "a total cannot be negative"}
+	}
+	if _, ok := d.Metrics[""]; ok {
+		return &events.FieldError{Field: "data.metrics", Msg: "a metric needs a name"}
+	}
+	return nil
 }
 
 // badField names the field of an event that [events.Decode] refused, or returns ""

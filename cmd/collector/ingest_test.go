@@ -217,6 +217,13 @@ func TestIngestNamesTheBadField(t *testing.T) {
 		{"step", strings.Replace(good, `"data":{`, `"data":{"step":"x",`, 1), "data.step", 0},
 		{"parent", strings.Replace(good, `"data":{`, `"data":{"parent_id":"p.*",`, 1),
 			"data.parent_id", 0},
+		{"lost", strings.Replace(good, "task_submitted", "task_lost", 1), "event_type", 0},
+		{"negative step", strings.Replace(good, `"data":{`, `"data":{"step":-1,`, 1),
+			"data.step", 0},
+		{"negative total", strings.Replace(good, `"data":{`, `"data":{"total":-5,`, 1),
+			"data.total", 0},
+		{"metric name", strings.Replace(good, `"data":{`, `"data":{"metrics":{"":1},`, 1),
+			"data.metrics", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 )
 
 // The NATS users of miniray's roles. Each role gets the least it needs: a job can
-// add events but not read, delete or purge anything; the dashboard can read the
+// add events, task_lost excepted, but not read, delete or purge anything; the dashboard can read the
 // stream and keep the bucket but not delete or purge the stream; the admin (the
 // collector) provisions the stream and the bucket and may do anything.
 const (
@@ -29,11 +29,19 @@ func (p Passwords) Enabled() bool {
 	return p.Admin != "" || p.Dashboard != "" || p.Job != ""
 }
 
-// JobPermissions are what a job may do: publish events and receive the
-// acknowledgements of its publishes, which JetStream sends to the job's inbox.
+// LostSubjects matches the subjects of task_lost events, which only the collector
+// publishes: a job that could send them could mark any other job as dead.
+const LostSubjects = SubjectPrefix + ".*.*." + string(TaskLost)
+
+// JobPermissions are what a job may do: publish events other than task_lost and
+// receive the acknowledgements of its publishes, which JetStream sends to the job's
+// inbox.
 func JobPermissions() *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{StreamSubjects}},
+		Publish: &server.SubjectPermission{
+			Allow: []string{StreamSubjects},
+			Deny:  []string{LostSubjects},
+		},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 	}
 }

@@ -194,6 +194,19 @@ func TestJobCredentials(t *testing.T) {
 		}
 	})
 
+	t.Run("cannot mark a task lost", func(t *testing.T) {
+		id := events.NewTaskID(events.TypeTraining)
+		e := events.New(events.TaskLost, id, events.TypeTraining, "auth", events.Data{})
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := events.Publish(ctx, js, e); err == nil {
+			t.Fatal("task_lost published as job, want it refused")
+		}
+		if !v.saw("Publish to \"" + e.Subject()) {
+			t.Fatal("publishing task_lost: no permissions violation")
+		}
+	})
+
 	// After all the refused requests the stream is whole.
 	if got := streamMsgs(t, admin); got != 2 {
 		t.Fatalf("stream holds %d events after the refused requests, want 2", got)
