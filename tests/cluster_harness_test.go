@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -103,17 +102,12 @@ func newNATSCluster(t *testing.T) *natsCluster {
 }
 
 // freeAddrs returns n distinct loopback addresses whose ports were free a moment
-// ago. All are held open until all are chosen, so that none comes out twice.
+// ago.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var out []string
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		out = append(out, l.Addr().String())
+		out = append(out, freeAddr(t))
 	}
 	return out
 }

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -150,15 +153,70 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// ports hands out the ports of the programs the tests start. A port the kernel
+// picks for a listener of its own (port 0) comes from the ephemeral range, which
+// every outgoing connection also draws from: between the moment a test learns it
+// and the moment the program binds it, a client could take it. So ports are drawn
+// below that range, where no connection goes, and none is given out twice.
+var ports struct {
+	sync.Mutex
+	given map[int]bool
+	low   int // the lowest ephemeral port
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago, that
+// no other test of this run got, and that no outgoing connection will take.
 func freeAddr(t *testing.T) string {
 	t.Helper()
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.given == nil {
+		ports.given = map[int]bool{}
+		ports.low = ephemeralLow()
+	}
+	const floor = 10000 // above the ports of well-known services
+	for range 1000 {
+		if ports.low-floor < 1000 {
+			break
+		}
+		p := floor + rand.IntN(ports.low-floor)
+		if ports.given[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		ports.given[p] = true
+		return l.Addr().String()
+	}
+
+	// No room below the ephemeral range: let the kernel choose.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// ephemeralLow returns the start of the kernel's ephemeral port range, or 32768,
+// Linux's default, when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return low
 }
 
 // eventually polls cond until it holds or the deadline passes.
