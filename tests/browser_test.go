@@ -487,6 +487,41 @@ func TestBrowserDashboard(t *testing.T) {
 		}
 	})
 
+	t.Run("the focus stays on a row that moves", func(t *testing.T) {
+		b := b.on(t)
+		// Sorted by status, then by id: while the three run, focus-b is in the middle;
+		// when it completes, COMPLETED sorts before RUNNING and its row moves to the
+		// top, under the keyboard focus.
+		for _, j := range []struct {
+			id    string
+			steps int
+		}{{"focus-a", 400}, {"focus-b", 100}, {"focus-c", 400}} {
+			start(t, "jobber", s.jobEnv(), "--steps", fmt.Sprint(j.steps), "--every", "20ms",
+				"--name", j.id, "--task-id", j.id)
+		}
+		b.route("#/?q=focus-&sort=status")
+		names := `Array.from(document.querySelectorAll("#task-rows a.name"),` +
+			` (a) => a.textContent).join(",")`
+		b.waitFor("three running rows", 20*time.Second, `(() => {
+			const rows = document.querySelectorAll("#task-rows tr .badge");
+			return rows.length === 3 &&
+				Array.from(rows).every((r) => r.textContent === "RUNNING");
+		})()`)
+		if got := eval[string](b, names); got != "focus-a,focus-b,focus-c" {
+			t.Fatalf("rows %s while running, want focus-a,focus-b,focus-c", got)
+		}
+		link := `document.querySelector("#task-rows tr[data-key='focus-b'] a.name")`
+		eval[bool](b, "("+link+".focus(), true)")
+
+		b.waitFor("focus-b completed, on top", 20*time.Second,
+			names+` === "focus-b,focus-a,focus-c"`)
+		if !eval[bool](b, "document.activeElement === "+link) {
+			t.Fatalf("focus on %s after the row moved, want focus-b's link",
+				eval[string](b, focusJS))
+		}
+		b.route("#/")
+	})
+
 	t.Run("task page charts every point", func(t *testing.T) {
 		b := b.on(t)
 		live := s.taskNamed("live-job")

@@ -173,6 +173,9 @@ function fillToggle(p, t, expandable) {
 // that refreshes keep the keyboard focus, a text selection and the scroll position.
 // An entry has a key, a make() for a new row and a fill(tr).
 function syncRows(tbody, entries) {
+  // Moving a row that holds the focus drops it (a row moves when its task changes
+  // place in the order); it is given back once the rows are in place.
+  const focused = tbody.contains(document.activeElement) ? document.activeElement : null;
   const old = new Map();
   for (const tr of Array.from(tbody.rows)) {
     old.set(tr.dataset.key, tr);
@@ -195,6 +198,9 @@ function syncRows(tbody, entries) {
   });
   for (const tr of old.values()) {
     tr.remove();
+  }
+  if (focused && focused.isConnected && document.activeElement !== focused) {
+    focused.focus({ preventScroll: true });
   }
 }
 
