@@ -36,6 +36,25 @@ func naiveList(p *Projection, q Query) (int, []string) {
 	return len(matched), ids
 }
 
+// sameAsNaive fails the test when List's page for q differs from naiveList's; what
+// says when.
+func sameAsNaive(t *testing.T, p *Projection, q Query, what string) Page {
+	t.Helper()
+	total, ids := naiveList(p, q)
+	page, err := p.List(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, task := range page.Tasks {
+		got = append(got, task.TaskID)
+	}
+	if page.Total != total || !slices.Equal(got, ids) {
+		t.Fatalf("%s, %+v: got %d %v, want %d %v", what, q, page.Total, got, total, ids)
+	}
+	return page
+}
+
 // randomEvent makes an event of one of a few dozen tasks, with the odd field that
 // the JSON encoders must escape or write in exponent form.
 func randomEvent(r *rand.Rand, i int) events.Event {
@@ -113,19 +132,7 @@ func TestListMatchesNaiveList(t *testing.T) {
 		}
 		for range 3 {
 			q := randomQuery(r)
-			total, ids := naiveList(p, q)
-			page, err := p.List(q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, task := range page.Tasks {
-				got = append(got, task.TaskID)
-			}
-			if page.Total != total || !slices.Equal(got, ids) {
-				t.Fatalf("after %d events, %+v: got %d %v, want %d %v", i+1, q, page.Total, got,
-					total, ids)
-			}
+			page := sameAsNaive(t, p, q, fmt.Sprintf("after %d events", i+1))
 			want, err := json.Marshal(page)
 			if err != nil {
 				t.Fatal(err)
@@ -203,17 +210,8 @@ func TestListIndexFollowsManyChanges(t *testing.T) {
 	}
 	for round := range 5 {
 		for _, sort := range []string{"-updated_at", "status", "-created_at"} {
-			q := Query{Sort: sort, Limit: 20, Offset: 10}
-			total, ids := naiveList(p, q)
-			page, _ := p.List(q)
-			var got []string
-			for _, task := range page.Tasks {
-				got = append(got, task.TaskID)
-			}
-			if page.Total != total || !slices.Equal(got, ids) {
-				t.Fatalf("round %d, %s: got %d %v, want %d %v", round, sort, page.Total, got,
-					total, ids)
-			}
+			sameAsNaive(t, p, Query{Sort: sort, Limit: 20, Offset: 10},
+				fmt.Sprintf("round %d", round))
 		}
 		// A few changes, then very many.
 		n := []int{3, 200, 5000, 1, 9000}[round]
@@ -292,16 +290,7 @@ func TestListIndexSplitsAndDropsBlocks(t *testing.T) {
 		t.Helper()
 		for _, q := range []Query{{Sort: "updated_at", Limit: 30, Offset: 240},
 			{Sort: "-updated_at", Limit: 30, Offset: 500}} {
-			total, ids := naiveList(p, q)
-			page, _ := p.List(q)
-			var got []string
-			for _, task := range page.Tasks {
-				got = append(got, task.TaskID)
-			}
-			if page.Total != total || !slices.Equal(got, ids) {
-				t.Fatalf("step %d, %+v: got %d %v, want %d %v", step, q, page.Total, got,
-					total, ids)
-			}
+			sameAsNaive(t, p, q, fmt.Sprintf("step %d", step))
 		}
 	}
 	check(0)
@@ -378,14 +367,7 @@ func TestReadersDuringApply(t *testing.T) {
 	wg.Wait()
 	for _, q := range []Query{{Sort: "name", Limit: 50}, {Limit: 50}, {Sort: "-duration", Limit: 50}} {
 		total, ids := naiveList(p, q)
-		page, _ := p.List(q)
-		var got []string
-		for _, task := range page.Tasks {
-			got = append(got, task.TaskID)
-		}
-		if page.Total != total || !slices.Equal(got, ids) {
-			t.Fatalf("%+v: got %d %v, want %d %v", q, page.Total, got, total, ids)
-		}
+		sameAsNaive(t, p, q, "after the readers")
 		body, err := p.ListJSON(q)
 		if err != nil {
 			t.Fatal(err)
