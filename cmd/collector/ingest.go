@@ -342,7 +342,8 @@ func decodeEvent(raw []byte, i int) (events.Event, *ingestError) {
 // jobEvent refuses what a job has no reason to send, beyond what [events.Decode]
 // refuses everywhere: task_lost, which is the collector's verdict on a silent job
 // and would let one client mark any task as dead; a negative step or total; and a
-// metric without a name, which no chart can label.
+// metric without a name, which no chart can label; and labels (host, attempt, metric
+// names) longer than events.Bound keeps.
 func jobEvent(e *events.Event) error {
 	if e.EventType == events.TaskLost {
 		return &events.FieldError{Field: "event_type",
@@ -355,8 +356,22 @@ func jobEvent(e *events.Event) error {
 	if d.Total != nil && *d.Total < 0 {
 		return &events.FieldError{Field: "data.total", Msg: "a total cannot be negative"}
 	}
-	if _, ok := d.Metrics[""]; ok {
-		return &events.FieldError{Field: "data.metrics", Msg: "a metric needs a name"}
+	for _, f := range []struct{ name, s string }{
+		{"data.host", d.Host}, {"data.attempt", d.Attempt},
+	} {
+		if len(f.s) > events.MaxLabelLen {
+			return &events.FieldError{Field: f.name, Msg: fmt.Sprintf(
+				"%d bytes, more than %d", len(f.s), events.MaxLabelLen)}
+		}
+	}
+	for k := range d.Metrics {
+		if k == "" {
+			return &events.FieldError{Field: "data.metrics", Msg: "a metric needs a name"}
+		}
+		if len(k) > events.MaxLabelLen {
+			return &events.FieldError{Field: "data.metrics", Msg: fmt.Sprintf(
+				"a metric name of %d bytes, more than %d", len(k), events.MaxLabelLen)}
+		}
 	}
 	return nil
 }

@@ -224,6 +224,12 @@ func TestIngestNamesTheBadField(t *testing.T) {
 			"data.total", 0},
 		{"metric name", strings.Replace(good, `"data":{`, `"data":{"metrics":{"":1},`, 1),
 			"data.metrics", 0},
+		{"long host", strings.Replace(good, `"data":{`, `"data":{"host":"`+
+			strings.Repeat("h", 2000)+`",`, 1), "data.host", 0},
+		{"long attempt", strings.Replace(good, `"data":{`, `"data":{"attempt":"`+
+			strings.Repeat("a", 2000)+`",`, 1), "data.attempt", 0},
+		{"long metric name", strings.Replace(good, `"data":{`, `"data":{"metrics":{"`+
+			strings.Repeat("m", 2000)+`":1},`, 1), "data.metrics", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

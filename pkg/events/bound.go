@@ -14,12 +14,14 @@ const (
 	MaxTextLen    = 64 << 10  // description, error, stack, reason
 	MaxJSONLen    = 256 << 10 // params, result
 	MaxMetrics    = 256       // metrics in one event
+	MaxLabelLen   = 1024      // host, attempt, a metric's name: labels, not texts
 	MaxClockAhead = 24 * 60 * 60.0
 )
 
 // Bound cuts the fields of e that exceed the bounds above and reports which it cut.
-// A text keeps its head and says how much was cut; a JSON value too large is
-// replaced by a string saying so; metrics beyond the limit are dropped by name order.
+// A text or a label keeps its head and says how much was cut; a JSON value too large
+// is replaced by a string saying so; metrics beyond the limit are dropped by name
+// order.
 func Bound(e *Event) []string {
 	var cut []string
 	d := &e.Data
@@ -45,6 +47,29 @@ func Bound(e *Event) []string {
 			cut = append(cut, f.name)
 		}
 	}
+	for _, f := range []struct {
+		name string
+		s    *string
+	}{{"host", &d.Host}, {"attempt", &d.Attempt}} {
+		if len(*f.s) > MaxLabelLen {
+			*f.s = truncateLabel(*f.s)
+			cut = append(cut, f.name)
+		}
+	}
+	var long []string
+	for k := range d.Metrics {
+		if len(k) > MaxLabelLen {
+			long = append(long, k)
+		}
+	}
+	for _, k := range long {
+		v := d.Metrics[k]
+		delete(d.Metrics, k)
+		d.Metrics[truncateLabel(k)] = v
+	}
+	if len(long) > 0 {
+		cut = append(cut, "metric names")
+	}
 	if len(d.Metrics) > MaxMetrics {
 		names := make([]string, 0, len(d.Metrics))
 		for k := range d.Metrics {
@@ -65,6 +90,12 @@ func Bound(e *Event) []string {
 		e.rawData = nil
 	}
 	return cut
+}
+
+// truncateLabel cuts a label so that, with the note of the cut, it is at most
+// MaxLabelLen bytes long: cut again, it stays the same.
+func truncateLabel(s string) string {
+	return Truncate(s, MaxLabelLen-32)
 }
 
 // Truncate keeps at most n bytes of s, cut at a rune boundary, and notes the cut.

@@ -277,7 +277,8 @@ func (m Metrics) MarshalJSON() ([]byte, error) {
 	return json.Marshal(raw)
 }
 
-// UnmarshalJSON reads what MarshalJSON writes.
+// UnmarshalJSON reads what MarshalJSON writes. A null value is left out: read as
+// 0, it would draw a point that was never reported.
 func (m *Metrics) UnmarshalJSON(b []byte) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
@@ -289,6 +290,9 @@ func (m *Metrics) UnmarshalJSON(b []byte) error {
 	}
 	out := make(Metrics, len(raw))
 	for k, v := range raw {
+		if string(v) == "null" {
+			continue // no value: a null is not read as 0
+		}
 		f, err := parseMetric(v)
 		if err != nil {
 			return fmt.Errorf("metric %q: %w", k, err)

@@ -195,3 +195,43 @@ func TestMsgWithinShedsWhatDoesNotFit(t *testing.T) {
 		t.Fatalf("a small event changed: %v %s", err, m.Data)
 	}
 }
+
+func TestNullMetricIsLeftOut(t *testing.T) {
+	e, err := events.Decode([]byte(`{"event_id":"e1","task_id":"t1","task_type":"task",` +
+		`"name":"n","event_type":"task_progress","timestamp":1700000000,` +
+		`"data":{"step":5,"metrics":{"loss":null,"acc":0.5}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.Data.Metrics["loss"]; ok || e.Data.Metrics["acc"] != 0.5 {
+		t.Fatalf("metrics %v, want acc alone", e.Data.Metrics)
+	}
+}
+
+func TestBoundCutsLabels(t *testing.T) {
+	long := strings.Repeat("h", 200<<10)
+	e := events.New(events.TaskProgress, "t1", events.TypeTraining, "n", events.Data{
+		Host:    long,
+		Attempt: long,
+		Metrics: events.Metrics{long: 1, "loss": 2},
+	})
+	cut := events.Bound(&e)
+	if strings.Join(cut, ",") != "host,attempt,metric names" {
+		t.Fatalf("cut %v", cut)
+	}
+	if len(e.Data.Host) > events.MaxLabelLen || len(e.Data.Attempt) > events.MaxLabelLen {
+		t.Fatalf("host %d bytes, attempt %d, want at most %d", len(e.Data.Host),
+			len(e.Data.Attempt), events.MaxLabelLen)
+	}
+	if len(e.Data.Metrics) != 2 || e.Data.Metrics["loss"] != 2 {
+		t.Fatalf("metrics %v, want two", e.Data.Metrics)
+	}
+	for k, v := range e.Data.Metrics {
+		if len(k) > events.MaxLabelLen || k != "loss" && v != 1 {
+			t.Fatalf("metric %d bytes = %v", len(k), v)
+		}
+	}
+	if again := events.Bound(&e); len(again) != 0 {
+		t.Fatalf("bounded again: %v cut", again)
+	}
+}

@@ -18,8 +18,8 @@ import (
 // says what is wrong. So the result never depends on which of the two read an
 // event; the tests check it against events.Decode on generated and fuzzed input.
 
-// maxFastEvent bounds the events decodeFast reads, far above a typical one and below
-// every bound of events.Bound but the number of metrics, which ApplyMsg checks after.
+// maxFastEvent bounds the events decodeFast reads, far above a typical one. Either
+// decoder's event goes through events.Bound after.
 const maxFastEvent = 32 << 10
 
 // maxRawDepth bounds the nesting of params and results that decodeFast reads.
