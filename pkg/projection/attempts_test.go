@@ -157,3 +157,69 @@ func TestStateWithoutRoomKeepsNoHistory(t *testing.T) {
 			len(stored.History), stored.HistoryOmitted, stored.Status, len(stored.Attempts))
 	}
 }
+
+func TestManyAttemptsShowTheLatest(t *testing.T) {
+	p := New(nil)
+	const runs = MaxShownAttempts + 70
+	var evs []events.Event
+	for i := range runs {
+		evs = append(evs, withAttempt(lifecycle("t1", 1, events.TaskFailed),
+			fmt.Sprint("a", i), float64(10*i))...)
+	}
+	evs = append(evs, withAttempt(lifecycle("t1", 1, events.TaskCompleted), "last",
+		float64(10*runs))...)
+	for i := range evs {
+		b, _ := evs[i].Encode()
+		if err := p.ApplyMsg(uint64(i+1), evs[i].Subject(), b, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	task, _ := p.Get("t1")
+	n := len(task.Attempts)
+	if n != MaxShownAttempts || task.AttemptsOmitted != runs+1-MaxShownAttempts {
+		t.Fatalf("%d attempts shown, %d omitted; want %d and %d", n, task.AttemptsOmitted,
+			MaxShownAttempts, runs+1-MaxShownAttempts)
+	}
+	if last := task.Attempts[n-1]; last.Attempt != "last" || last.Number != runs+1 ||
+		task.Status != Completed {
+		t.Fatalf("latest attempt %+v, task %s; want attempt last, number %d, completed",
+			last, task.Status, runs+1)
+	}
+	if first := task.Attempts[0]; first.Number != runs+2-MaxShownAttempts {
+		t.Fatalf("first shown attempt is number %d, want %d", first.Number,
+			runs+2-MaxShownAttempts)
+	}
+
+	// The list row and the bucket's value say the same.
+	page, _ := p.ListJSON(Query{Limit: 10})
+	viaList, _ := p.List(Query{Limit: 10})
+	if want, _ := json.Marshal(viaList); string(want) != string(page) {
+		t.Fatalf("ListJSON differs from List:\n%s\n%s", page, want)
+	}
+	var list Page
+	if err := json.Unmarshal(page, &list); err != nil || len(list.Tasks) != 1 {
+		t.Fatalf("list: %v, %s", err, page)
+	}
+	if got := list.Tasks[0]; len(got.Attempts) != n || got.AttemptsOmitted != task.AttemptsOmitted {
+		t.Fatalf("list row: %d attempts, %d omitted", len(got.Attempts), got.AttemptsOmitted)
+	}
+	var kv Task
+	if err := json.Unmarshal(encodedForKV(t, p, "t1"), &kv); err != nil {
+		t.Fatal(err)
+	}
+	if len(kv.Attempts) != n || kv.AttemptsOmitted != task.AttemptsOmitted {
+		t.Fatalf("bucket: %d attempts, %d omitted", len(kv.Attempts), kv.AttemptsOmitted)
+	}
+}
+
+// encodedForKV returns the bucket's value for a task.
+func encodedForKV(t *testing.T, p *Projection, id string) []byte {
+	t.Helper()
+	snap := p.tasks[id].snapshot()
+	b, err := encodeForKV(&snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -87,13 +87,20 @@ type Task struct {
 	UpdatedAt     float64 `json:"updated_at"`
 	UpdatedAtStr  string  `json:"updated_at_str"`
 
-	Attempts []Attempt      `json:"attempts,omitempty"`
-	History  []HistoryEntry `json:"history,omitempty"`
+	// Attempts are the latest runs, at most MaxShownAttempts of them, oldest first;
+	// AttemptsOmitted counts the earlier ones left out. A task id run thousands of
+	// times would otherwise make every list row and bucket value that holds it huge.
+	Attempts        []Attempt      `json:"attempts,omitempty"`
+	AttemptsOmitted int            `json:"attempts_omitted,omitempty"`
+	History         []HistoryEntry `json:"history,omitempty"`
 
 	// HistoryOmitted counts history entries left out of this copy of the state; it
 	// is only set on the copy written to the KV bucket when the whole would not fit.
 	HistoryOmitted int `json:"history_omitted,omitempty"`
 }
+
+// MaxShownAttempts bounds the attempts a task's state lists.
+const MaxShownAttempts = 50
 
 // Attempt is one run of a task id, numbered from 1 in order of first sight.
 type Attempt struct {

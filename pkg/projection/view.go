@@ -28,6 +28,7 @@ func (t *task) view() Task {
 		UpdatedAt:  t.updated,
 		Attempts:   t.attemptList(),
 	}
+	c.AttemptsOmitted = len(t.attempts) - len(c.Attempts)
 	if t.firstSub != noRef {
 		c.Description = string(t.fieldsAt(t.firstSub).description)
 	}
@@ -70,13 +71,20 @@ func timeStr(ts float64) string {
 	return string(appendTimeStr(make([]byte, 0, len(events.TimeLayout)), ts))
 }
 
-// attemptList returns the attempts as the task shows them.
+// attemptList returns the attempts as the task shows them: the latest
+// MaxShownAttempts.
 func (t *task) attemptList() []Attempt {
-	out := make([]Attempt, len(t.attempts))
-	for i, a := range t.attempts {
-		out[i] = t.attemptOf(i, a, nil)
+	first := t.firstShownAttempt()
+	out := make([]Attempt, 0, len(t.attempts)-first)
+	for i := first; i < len(t.attempts); i++ {
+		out = append(out, t.attemptOf(i, t.attempts[i], nil))
 	}
 	return out
+}
+
+// firstShownAttempt returns the index of the first attempt the task shows.
+func (t *task) firstShownAttempt() int {
+	return max(0, len(t.attempts)-MaxShownAttempts)
 }
 
 // attemptOf returns one attempt as the task shows it. With buf, the error text is
@@ -204,16 +212,21 @@ func (t *task) appendJSON(b []byte, omitted int) []byte {
 		b = append(b, `,"updated_at":0,"updated_at_str":""`...)
 	}
 	if len(t.attempts) > 0 {
+		first := t.firstShownAttempt()
 		b = append(b, `,"attempts":[`...)
-		for i, a := range t.attempts {
-			if i > 0 {
+		for i := first; i < len(t.attempts); i++ {
+			if i > first {
 				b = append(b, ',')
 			}
 			var msg []byte
-			at := t.attemptOf(i, a, &msg)
+			at := t.attemptOf(i, t.attempts[i], &msg)
 			b = at.appendJSON(b, msg)
 		}
 		b = append(b, ']')
+		if first > 0 {
+			b = append(b, `,"attempts_omitted":`...)
+			b = strconv.AppendInt(b, int64(first), 10)
+		}
 	}
 	if omitted != 0 {
 		b = append(b, `,"history_omitted":`...)

@@ -190,7 +190,8 @@ function renderSummary(t) {
   setTimeField("last_seen", t.last_seen_at, t.last_seen_at_str);
   setField("host", t.host);
   setField("pid", t.pid ? String(t.pid) : "");
-  const attempts = Array.isArray(t.attempts) ? t.attempts.length : 0;
+  const attempts = (Array.isArray(t.attempts) ? t.attempts.length : 0) +
+    (Number(t.attempts_omitted) || 0);
   setField("attempts", attempts > 1 ? String(attempts) : "");
   setField("events", typeof t.event_count === "number" ? t.event_count.toLocaleString() : "");
 }
