@@ -170,7 +170,20 @@ func HTTP(reg *prometheus.Registry) gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched" // keeps arbitrary paths out of the label values
 		}
-		h.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).
-			Observe(time.Since(start).Seconds())
+		h.WithLabelValues(route, methodLabel(c.Request.Method),
+			strconv.Itoa(c.Writer.Status())).Observe(time.Since(start).Seconds())
 	}
+}
+
+// methodLabel returns the method as a label value: a client may send any token as
+// its method, and each new one would be a new series, so the ones HTTP does not
+// define are counted together.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodConnect, http.MethodOptions,
+		http.MethodTrace:
+		return m
+	}
+	return "other"
 }

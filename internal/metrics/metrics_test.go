@@ -116,8 +116,23 @@ func TestHTTPDurationsByRoute(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	checkLines(t, scrape(t, reg),
+	// Made-up methods are counted together, not as a series each.
+	for _, m := range []string{"Q1", "Q2", "BREW"} {
+		req, _ := http.NewRequest(m, srv.URL+"/tasks/a", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	out := scrape(t, reg)
+	checkLines(t, out,
 		`miniray_http_request_duration_seconds_count{code="200",method="GET",route="/tasks/:id"} 2`,
 		`miniray_http_request_duration_seconds_count{code="404",method="GET",route="unmatched"} 1`,
+		`miniray_http_request_duration_seconds_count{code="404",method="other",route="unmatched"} 3`,
 	)
+	if strings.Contains(out, `method="Q1"`) {
+		t.Fatal("a made-up method has a series of its own")
+	}
 }
