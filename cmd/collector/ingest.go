@@ -170,9 +170,17 @@ func (in *ingest) read(w http.ResponseWriter, r *http.Request) ([]events.Event, 
 	if ierr != nil {
 		return nil, ierr
 	}
+	// The body is read as it comes: a compressed one would read as garbage.
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, &ingestError{status: http.StatusUnsupportedMediaType, index: -1,
+			msg: fmt.Sprintf("content encoding %q: send the body uncompressed", ce)}
+	}
 	body, ierr := in.body(w, r)
 	if ierr != nil {
 		return nil, ierr
+	}
+	if bytes.HasPrefix(body, []byte("\xef\xbb\xbf")) {
+		return nil, badRequest("body starts with a byte order mark, which JSON has not")
 	}
 	if !utf8.Valid(body) {
 		return nil, badRequest("body is not valid UTF-8")
@@ -387,6 +395,9 @@ func badField(err error) string {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &te) && inData:
+		if te.Field == "" { // data itself is of the wrong type
+			return "data"
+		}
 		return "data." + te.Field
 	case errors.As(err, &te):
 		// The decoder names a field by its path through Decode's wrapper struct.

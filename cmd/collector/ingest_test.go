@@ -215,6 +215,8 @@ func TestIngestNamesTheBadField(t *testing.T) {
 		{"metric", strings.Replace(good, `"data":{`, `"data":{"metrics":{"m":"x"},`, 1),
 			"data", 0},
 		{"step", strings.Replace(good, `"data":{`, `"data":{"step":"x",`, 1), "data.step", 0},
+		{"data not an object", strings.Replace(good, `"data":{`, `"data":[1],"x":{`, 1),
+			"data", 0},
 		{"parent", strings.Replace(good, `"data":{`, `"data":{"parent_id":"p.*",`, 1),
 			"data.parent_id", 0},
 		{"lost", strings.Replace(good, "task_submitted", "task_lost", 1), "event_type", 0},
@@ -254,26 +256,30 @@ func TestIngestRefusesBadBodies(t *testing.T) {
 		name, ct string
 		body     []byte
 		want     int
+		encoding string
 	}{
-		{"text", "text/plain", good, http.StatusUnsupportedMediaType},
-		{"form", "application/x-www-form-urlencoded", good, http.StatusUnsupportedMediaType},
-		{"no content type", "", good, http.StatusUnsupportedMediaType},
-		{"latin-1", "application/json; charset=iso-8859-1", good, http.StatusUnsupportedMediaType},
+		{"text", "text/plain", good, http.StatusUnsupportedMediaType, ""},
+		{"form", "application/x-www-form-urlencoded", good, http.StatusUnsupportedMediaType, ""},
+		{"no content type", "", good, http.StatusUnsupportedMediaType, ""},
+		{"latin-1", "application/json; charset=iso-8859-1", good, http.StatusUnsupportedMediaType, ""},
 		{"invalid utf-8", "application/json",
 			bytes.Replace(good, []byte("ingest test"), []byte("ingest \xff\xfe"), 1),
-			http.StatusBadRequest},
-		{"deep nesting", "application/json", []byte(deep), http.StatusBadRequest},
+			http.StatusBadRequest, ""},
+		{"deep nesting", "application/json", []byte(deep), http.StatusBadRequest, ""},
 		{"deep garbage", "application/x-ndjson", []byte(strings.Repeat("{[", 1e5)),
-			http.StatusBadRequest},
-		{"empty", "application/json", nil, http.StatusBadRequest},
-		{"empty array", "application/json", []byte(" [] "), http.StatusBadRequest},
-		{"blank lines", "application/x-ndjson", []byte("\n \n"), http.StatusBadRequest},
-		{"not json", "application/json", []byte("{nope"), http.StatusBadRequest},
-		{"trailing data", "application/json", append(good, " {}"...), http.StatusBadRequest},
-		{"number", "application/json", []byte("42"), http.StatusBadRequest},
+			http.StatusBadRequest, ""},
+		{"empty", "application/json", nil, http.StatusBadRequest, ""},
+		{"empty array", "application/json", []byte(" [] "), http.StatusBadRequest, ""},
+		{"blank lines", "application/x-ndjson", []byte("\n \n"), http.StatusBadRequest, ""},
+		{"not json", "application/json", []byte("{nope"), http.StatusBadRequest, ""},
+		{"trailing data", "application/json", append(good, " {}"...), http.StatusBadRequest, ""},
+		{"number", "application/json", []byte("42"), http.StatusBadRequest, ""},
 		{"array in ndjson", "application/x-ndjson", append([]byte("["), append(good, ']')...),
-			http.StatusBadRequest},
-		{"array of numbers", "application/json", []byte("[1]"), http.StatusBadRequest},
+			http.StatusBadRequest, ""},
+		{"array of numbers", "application/json", []byte("[1]"), http.StatusBadRequest, ""},
+		{"gzip", "application/json", good, http.StatusUnsupportedMediaType, "gzip"},
+		{"byte order mark", "application/json", append([]byte("\xef\xbb\xbf"), good...),
+			http.StatusBadRequest, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -283,6 +289,9 @@ func TestIngestRefusesBadBodies(t *testing.T) {
 			}
 			if c.ct != "" {
 				req.Header.Set("Content-Type", c.ct)
+			}
+			if c.encoding != "" {
+				req.Header.Set("Content-Encoding", c.encoding)
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
