@@ -17,6 +17,16 @@ http_addr=${MINIRAY_HTTP:-127.0.0.1:8080}
 collector_http=${MINIRAY_COLLECTOR_HTTP:-127.0.0.1:8081}
 nats_url="nats://$nats_addr"
 
+# Something already answering on one of the addresses is most likely an up.sh still
+# running: stop before touching its binaries and logs.
+for addr in "$nats_addr" "$collector_http" "$http_addr"; do
+  if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+    echo "$addr is in use (is miniray already up?); stop it first, or move this one" \
+      "with MINIRAY_NATS_LISTEN, MINIRAY_COLLECTOR_HTTP and MINIRAY_HTTP" >&2
+    exit 1
+  fi
+done
+
 echo "building..."
 go build -o bin/ ./cmd/collector ./cmd/dashboard \
   ./examples/train ./examples/infer ./examples/tune ./examples/fail
