@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -60,5 +61,12 @@ func TestBadValuesRefused(t *testing.T) {
 		if _, err := loadConfig(args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+func TestCertificateWithoutKey(t *testing.T) {
+	_, err := loadConfig([]string{"--http-tls-cert", "c.pem"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "flag --http-tls-cert: set without http_tls_key") {
+		t.Fatalf("got %v, want the certificate's flag named, and the key it lacks", err)
 	}
 }

@@ -226,6 +226,9 @@ func intParam(s, name string) (int, error) {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(s)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, errors.New(name + ": out of range: " + strconv.Quote(s))
+	}
 	if err != nil {
 		return 0, errors.New(name + ": not an integer: " + strconv.Quote(s))
 	}
@@ -306,8 +309,7 @@ func staticFiles(files fs.FS) gin.HandlerFunc {
 	fileServer := http.FileServer(http.FS(files))
 	return func(c *gin.Context) {
 		p := c.Request.URL.Path
-		if strings.HasPrefix(p, "/api/") || (c.Request.Method != http.MethodGet &&
-			c.Request.Method != http.MethodHead) {
+		if strings.HasPrefix(p, "/api/") {
 			apiError(c, http.StatusNotFound, "no such endpoint: "+c.Request.Method+" "+p)
 			return
 		}
@@ -317,6 +319,11 @@ func staticFiles(files fs.FS) gin.HandlerFunc {
 		}
 		if _, err := fs.Stat(files, name); err != nil {
 			apiError(c, http.StatusNotFound, "not found: "+p)
+			return
+		}
+		if m := c.Request.Method; m != http.MethodGet && m != http.MethodHead {
+			c.Header("Allow", "GET, HEAD")
+			apiError(c, http.StatusMethodNotAllowed, m+" "+p+": the page is read only")
 			return
 		}
 		fileServer.ServeHTTP(c.Writer, c.Request)

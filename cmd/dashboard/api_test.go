@@ -98,6 +98,7 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		{"/api/tasks?limit=0x10", 400, "limit"},
 		{"/api/tasks?limit=100000", 400, "limit"},
 		{"/api/tasks?offset=-1", 400, "offset"},
+		{"/api/tasks?offset=99999999999999999999999", 400, "offset: out of range"},
 		{"/api/tasks?status=DONE", 400, "status"},
 		{"/api/tasks?type=robot", 400, "type"},
 		{"/api/tasks?sort=size", 400, "sort"},
@@ -130,15 +131,18 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		}
 	}
 
-	resp, err := http.Post(srv.URL+"/api/tasks", "application/json", strings.NewReader("{}"))
-	if err != nil {
-		t.Fatal(err)
+	for path, want := range map[string]int{"/api/tasks": 405, "/": 405, "/app.js": 405,
+		"/nothing.js": 404} {
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST %s: got %d, want %d", path, resp.StatusCode, want)
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 405 {
-		t.Errorf("POST /api/tasks: got %d, want 405", resp.StatusCode)
-	}
-	resp, err = http.Head(srv.URL + "/readyz")
+	resp, err := http.Head(srv.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}

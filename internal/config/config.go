@@ -242,7 +242,7 @@ func (vals *Values) NATSURL(key string) string {
 	for _, one := range strings.Split(s, ",") {
 		u, err := url.Parse(strings.TrimSpace(one))
 		if err != nil {
-			vals.fail(key, err)
+			vals.fail(key, fmt.Errorf("%q: want a URL such as nats://127.0.0.1:4222", one))
 			return s
 		}
 		switch u.Scheme {
@@ -305,11 +305,26 @@ func oneDocument(file string) error {
 			return err
 		}
 		docs++
+		if _, ok := v.(map[string]any); !ok && v != nil {
+			return fmt.Errorf("holds a YAML %s; want a mapping of settings such as"+
+				" \"nats_url: nats://127.0.0.1:4222\"", yamlKind(v))
+		}
 	}
 	if docs > 1 {
 		return fmt.Errorf("holds %d YAML documents; want one", docs)
 	}
 	return nil
+}
+
+// yamlKind names the kind of a decoded YAML value.
+func yamlKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "list"
+	case string:
+		return "string"
+	}
+	return "scalar"
 }
 
 // Loopback reports whether a listen address accepts connections from this machine

@@ -73,6 +73,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{name: "fraction", file: "replicas: 1.5\n", want: []string{"replicas", "1.5"}},
 		{name: "window over age", args: []string{"--duplicate-window", "2h", "--max-age", "1h"},
 			want: []string{"duplicate-window"}},
+		{name: "a list", file: "- nats_url: x\n", want: []string{"c.yaml", "a YAML list"}},
+		{name: "url without scheme", args: []string{"--nats-url", "127.0.0.1:4222"},
+			want: []string{"--nats-url", "nats://"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,6 +89,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 			vals, err := Load("test", args, testSettings, io.Discard)
 			if err == nil {
 				vals.Duration("flush_interval")
+				vals.NATSURL("nats_url")
 				vals.StoreConfig()
 				vals.Logger(io.Discard)
 				err = vals.Err()

@@ -98,10 +98,10 @@ func (vals *Values) TLS(certKey, keyKey string) *tls.Config {
 	case cert == "" && key == "":
 		return nil
 	case cert == "":
-		vals.Fail(certKey, "empty, but %s is set", keyKey)
+		vals.Fail(keyKey, "set without %s: both are needed", certKey)
 		return nil
 	case key == "":
-		vals.Fail(keyKey, "empty, but %s is set", certKey)
+		vals.Fail(certKey, "set without %s: both are needed", keyKey)
 		return nil
 	}
 	pair, err := tls.LoadX509KeyPair(cert, key)
