@@ -26,7 +26,7 @@ var settings = append([]config.Setting{
 		Usage: "how often the embedded server fsyncs its store, or \"always\" " +
 			"to fsync every write"},
 	{Key: "lost_after", Default: 3 * tracking.DefaultHeartbeat,
-		Usage: "declare a running task lost after this long without a sign of life"},
+		Usage: "declare a pending or running task lost after this long without a sign of life"},
 	{Key: "spool_dir", Default: tracking.SpoolDir(),
 		Usage: "spool directory of the jobs on this machine, sent when NATS is up; " +
 			"empty to not watch it"},

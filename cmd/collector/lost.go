@@ -16,9 +16,9 @@ import (
 	"github.com/miniray/miniray/pkg/projection"
 )
 
-// watchdog declares running tasks lost when nothing has been heard from them for
-// lostAfter. It reads the stream like a dashboard does, and publishes task_lost on
-// the stream, so that every reader agrees.
+// watchdog declares pending and running tasks lost when nothing has been heard from
+// them for lostAfter. It reads the stream like a dashboard does, and publishes
+// task_lost on the stream, so that every reader agrees.
 type watchdog struct {
 	js        jetstream.JetStream
 	proj      *projection.Projection

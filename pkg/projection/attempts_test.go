@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,12 +127,28 @@ func TestSilentTasks(t *testing.T) {
 	p := New(nil)
 	applyAll(p, withAttempt(lifecycle("run", 1, ""), "a1", 0))
 	applyAll(p, lifecycle("done", 1, events.TaskCompleted))
+	applyAll(p, withAttempt(lifecycle("queued", 0, "")[:1], "q1", 0)) // submitted only
 	if s := p.Silent(time.Now().Add(-time.Hour)); len(s) != 0 {
 		t.Fatalf("heard from just now: got %v", s)
 	}
 	s := p.Silent(time.Now().Add(time.Second))
-	if len(s) != 1 || s[0].TaskID != "run" || s[0].Attempt != "a1" || s[0].LastSeenAt == 0 {
-		t.Fatalf("got %+v, want only the running task", s)
+	slices.SortFunc(s, func(a, b Silent) int { return strings.Compare(a.TaskID, b.TaskID) })
+	if len(s) != 2 || s[0].TaskID != "queued" || s[1].TaskID != "run" ||
+		s[1].Attempt != "a1" || s[1].LastSeenAt == 0 {
+		t.Fatalf("got %+v, want the pending and the running task", s)
+	}
+
+	// Once lost, neither is silent any more.
+	for i, silent := range s {
+		e := events.New(events.TaskLost, silent.TaskID, silent.Type, silent.Name,
+			events.Data{Attempt: silent.Attempt, LastSeen: silent.LastSeenAt})
+		p.Apply(uint64(100+i), &e)
+		if task, _ := p.Get(silent.TaskID); task.Status != Lost {
+			t.Fatalf("%s: %s after task_lost, want LOST", silent.TaskID, task.Status)
+		}
+	}
+	if s := p.Silent(time.Now().Add(time.Second)); len(s) != 0 {
+		t.Fatalf("got %+v after task_lost, want none", s)
 	}
 }
 

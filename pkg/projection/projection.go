@@ -283,7 +283,7 @@ func (p *Projection) Counts() (applied uint64, skipped map[string]uint64) {
 	return p.applied, maps.Clone(p.skipped)
 }
 
-// Silent is a running task that has not been heard from for a while.
+// Silent is a pending or running task that has not been heard from for a while.
 type Silent struct {
 	TaskID     string
 	Type       events.TaskType
@@ -292,16 +292,18 @@ type Silent struct {
 	LastSeenAt float64 // the timestamp of its latest sign of life, by its own clock
 }
 
-// Silent returns the running tasks of which this process has applied no event since
-// the given time. A replay counts as hearing from every task it replays, so a
-// process that just started waits a full timeout before judging anyone.
+// Silent returns the pending and running tasks of which this process has applied no
+// event since the given time. A replay counts as hearing from every task it replays,
+// so a process that just started waits a full timeout before judging anyone. A
+// pending task is judged too: a job that died between its submission and its start
+// would otherwise stay pending for ever.
 func (p *Projection) Silent(since time.Time) []Silent {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var out []Silent
 	limit := since.Sub(monoEpoch)
 	for _, t := range p.order {
-		if t.status != Running || t.heardAt >= limit {
+		if t.status != Running && t.status != Pending || t.heardAt >= limit {
 			continue
 		}
 		out = append(out, Silent{TaskID: t.id, Type: t.tt, Name: t.name,
