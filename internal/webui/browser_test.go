@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -24,6 +25,7 @@ type fakeDashboard struct {
 	apiCalls   []string // request URIs under /api/
 	cspReports []string // bodies of CSP violation reports
 	strays     []string // requests for anything the page should never load
+	replaying  bool     // answer as a dashboard still replaying an empty projection
 }
 
 // newFakeDashboard starts the fake; its first failLists answers for tasks are 503s,
@@ -55,8 +57,13 @@ func newFakeDashboard(tb testing.TB, failLists int) *fakeDashboard {
 		case p == "/csp-report":
 			b, _ := io.ReadAll(r.Body)
 			d.record(&d.cspReports, string(b))
+		case p == "/api/stats" && d.isReplaying():
+			api(http.StatusOK, bytes.Replace(stats, []byte(`"ready": true`),
+				[]byte(`"ready": false`), 1))
 		case p == "/api/stats":
 			api(http.StatusOK, stats)
+		case p == "/api/tasks" && d.isReplaying():
+			api(http.StatusOK, []byte(`{"total":0,"offset":0,"limit":50,"tasks":[]}`))
 		case p == "/api/tasks" && d.takeFailure():
 			api(http.StatusServiceUnavailable, []byte(`{"error":"dashboard starting"}`))
 		case p == "/api/tasks" && r.URL.Query().Get("parent_id") != "":
@@ -97,6 +104,12 @@ func (d *fakeDashboard) record(list *[]string, s string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	*list = append(*list, s)
+}
+
+func (d *fakeDashboard) isReplaying() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.replaying
 }
 
 func (d *fakeDashboard) takeFailure() bool {
@@ -178,6 +191,7 @@ func TestPageInChromium(t *testing.T) {
 		name      string
 		fragment  string
 		failures  int      // first /api/tasks requests that fail with 503
+		replaying bool     // the dashboard has not caught up with the stream
 		want      []string // substrings of the serialized DOM
 		wantAPI   []string // substrings of some API request URI
 		wantCalls [2]int   // min and max number of requests for tasks, -1 for no max
@@ -207,6 +221,13 @@ func TestPageInChromium(t *testing.T) {
 				`>resnet50-imagenet</a>`,
 			},
 			wantCalls: [2]int{2, -1},
+		},
+		{
+			name:      "empty list while replaying",
+			fragment:  "#/",
+			replaying: true,
+			want:      []string{"the dashboard is still reading the stream"},
+			wantCalls: [2]int{1, -1},
 		},
 		{
 			name:      "list filters from the fragment",
@@ -255,6 +276,7 @@ func TestPageInChromium(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newFakeDashboard(t, tt.failures)
+			d.replaying = tt.replaying
 			dom, log := dumpDOM(t, bin, d.URL+"/"+tt.fragment)
 			apiCalls, cspReports, strays := d.snapshot()
 

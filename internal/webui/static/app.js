@@ -88,7 +88,6 @@ const live = {
   version: null,
   retryMs: RECONNECT_MIN_MS,
   retryTimer: 0,
-  stats: null, // the latest statistics, from the stream or a poll
 };
 
 // ---- errors and fetching
@@ -719,7 +718,11 @@ function count(v) {
 }
 
 function renderStats(s) {
+  const wasReady = live.stats ? live.stats.ready : undefined;
   live.stats = s;
+  if (wasReady !== s.ready && app.list) {
+    renderList(); // its empty-list note depends on whether the replay is done
+  }
   setText(statsSlots.total, count(s.total));
   for (const st of STATUSES) {
     setText(statsSlots.status[st], count(s.by_status && s.by_status[st]));

@@ -414,7 +414,12 @@ function renderList() {
   empty.hidden = tasks.length > 0;
   if (tasks.length === 0) {
     const filtered = q.type || q.status || q.q.trim() || q.parent_id;
-    const why = filtered ? "No tasks match." : "No tasks yet.";
+    // Before the replay has caught up, an empty page says nothing about the stream.
+    const loading = live.stats && live.stats.ready === false;
+    let why = filtered ? "No tasks match." : "No tasks yet.";
+    if (loading) {
+      why = "No tasks loaded yet: the dashboard is still reading the stream.";
+    }
     setText(empty, total > 0 ? "Nothing on this page." : why);
   }
 
