@@ -52,7 +52,7 @@ func Bound(e *Event) []string {
 		s    *string
 	}{{"host", &d.Host}, {"attempt", &d.Attempt}} {
 		if len(*f.s) > MaxLabelLen {
-			*f.s = truncateLabel(*f.s)
+			*f.s = TruncateLabel(*f.s)
 			cut = append(cut, f.name)
 		}
 	}
@@ -65,7 +65,7 @@ func Bound(e *Event) []string {
 	for _, k := range long {
 		v := d.Metrics[k]
 		delete(d.Metrics, k)
-		d.Metrics[truncateLabel(k)] = v
+		d.Metrics[TruncateLabel(k)] = v
 	}
 	if len(long) > 0 {
 		cut = append(cut, "metric names")
@@ -92,9 +92,13 @@ func Bound(e *Event) []string {
 	return cut
 }
 
-// truncateLabel cuts a label so that, with the note of the cut, it is at most
-// MaxLabelLen bytes long: cut again, it stays the same.
-func truncateLabel(s string) string {
+// TruncateLabel cuts a label so that, with the note of the cut, it is at most
+// MaxLabelLen bytes long: cut again, it stays the same. A label of MaxLabelLen bytes
+// or fewer is returned as it is.
+func TruncateLabel(s string) string {
+	if len(s) <= MaxLabelLen {
+		return s
+	}
 	return Truncate(s, MaxLabelLen-32)
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -140,25 +141,29 @@ func (p *progressEncoder) appendTime(b []byte, now time.Time) []byte {
 	return append(b, 'Z')
 }
 
-// appendMetrics writes metrics as [events.Metrics] encodes them: names in order,
-// values that JSON cannot hold as strings. Past [events.MaxMetrics] names, the last
-// ones in that order are left out, as [events.Bound] leaves them out.
+// metricName is a metric's name as it is sent, cut as [events.Bound] cuts it, and
+// its key in the job's map.
+type metricName struct{ name, key string }
+
+// appendMetrics writes metrics as [events.Metrics] encodes them after [events.Bound]:
+// names over [events.MaxLabelLen] cut, in order, values that JSON cannot hold as
+// strings. Past [events.MaxMetrics] names, the last ones in that order are left out.
 func appendMetrics(b []byte, metrics map[string]float64) []byte {
-	var small [8]string
+	var small [8]metricName
 	names := small[:0]
 	for k := range metrics {
-		names = append(names, k)
+		names = append(names, metricName{events.TruncateLabel(k), k})
 	}
-	slices.Sort(names)
+	slices.SortFunc(names, func(a, b metricName) int { return strings.Compare(a.name, b.name) })
 	names = names[:min(len(names), events.MaxMetrics)]
 	b = append(b, '{')
-	for i, k := range names {
+	for i, m := range names {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = appendJSONString(b, m.name)
 		b = append(b, ':')
-		switch v := metrics[k]; {
+		switch v := metrics[m.key]; {
 		case math.IsNaN(v):
 			b = append(b, `"NaN"`...)
 		case math.IsInf(v, 1):

@@ -93,6 +93,10 @@ func TestProgressEncodingIsEncodingJSONs(t *testing.T) {
 		}},
 		{"a long name", strings.Repeat("n", events.MaxTextLen+100), 1, 1, nil},
 		{"too many metrics", "iris", 9, 10, many},
+		{"long metric names", "iris", 1, 1, map[string]float64{
+			strings.Repeat("z", events.MaxLabelLen+1): 1, "a": 2,
+			strings.Repeat("é", events.MaxLabelLen): 3,
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkProgressEncoding(t, tc.task, now, tc.step, tc.total, tc.metrics)
