@@ -41,6 +41,7 @@ MAX_ID_LEN = 128
 MAX_TEXT_LEN = 64 << 10
 MAX_JSON_LEN = 256 << 10
 MAX_METRICS = 256
+MAX_LABEL_LEN = 1024  # host, attempt, a metric's name (events.MaxLabelLen)
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,%d}\Z" % MAX_ID_LEN)
 
@@ -144,6 +145,14 @@ def truncate(s: str, n: int = MAX_TEXT_LEN) -> str:
     return head + "\u2026 [%d bytes cut]" % (len(b) - cut)
 
 
+def truncate_label(s: str) -> str:
+    """Cut a label longer than MAX_LABEL_LEN bytes as events.TruncateLabel does, so
+    that it fits with the note of the cut: the ingest refuses longer ones."""
+    if len(s.encode("utf-8", "surrogatepass")) <= MAX_LABEL_LEN:
+        return s
+    return truncate(s, MAX_LABEL_LEN - 32)
+
+
 def _json_default(o: Any) -> Any:
     # Arrays and scalars of numpy, torch, jax and pandas all have tolist(); a
     # dataclass becomes its fields. Anything else is refused as json would.
@@ -185,7 +194,10 @@ def encode_metrics(metrics: Mapping[Any, Any]) -> Tuple[Dict[str, Any], List[str
     out: Dict[str, Any] = {}
     bad: List[str] = []
     for k, v in metrics.items():
-        name = k if isinstance(k, str) else str(k)
+        name = truncate_label(k if isinstance(k, str) else str(k))
+        if not name:  # the ingest refuses a metric without a name
+            bad.append(repr(name))
+            continue
         try:
             f = float(v)
         except (TypeError, ValueError, OverflowError):

@@ -64,11 +64,14 @@ class Task:
         """Report that the job reached step of total (None or <= 0 when unknown),
         with metrics such as {"loss": 0.1}. Values are taken as floats: numpy
         and torch scalars work, NaN and the infinities are kept; a value that is
-        not a number is left out, with a warning. It never waits: the event is
-        queued, and dropped if the queue is full."""
+        not a number, or has no name, is left out, with a warning; a negative step
+        is not reported. It never waits: the event is queued, and dropped if the
+        queue is full."""
         if self._client is None:
             return
         try:
+            if int(step) < 0:
+                raise ValueError("step %d is negative" % int(step))
             data: dict = {"step": int(step)}
             if total is not None and int(total) > 0:
                 data["total"] = int(total)

@@ -119,6 +119,16 @@ class EncodeTest(unittest.TestCase):
         self.assertIn("m000", out)
         self.assertNotIn("m299", out)
 
+    def test_metric_names_are_cut_and_must_not_be_empty(self):
+        long = "z" * (_event.MAX_LABEL_LEN + 1)
+        out, bad = _event.encode_metrics({long: 1, "": 2, "ok": 3})
+        self.assertEqual(bad, ["''"])
+        self.assertEqual(len(out), 2)
+        cut = [k for k in out if k != "ok"][0]
+        self.assertLessEqual(len(cut.encode()), _event.MAX_LABEL_LEN)
+        self.assertTrue(cut.endswith("bytes cut]"))
+        self.assertEqual(_event.truncate_label(cut), cut)
+
 
 class SpoolFormatTest(unittest.TestCase):
     def test_crc_is_ieee(self):

@@ -184,10 +184,12 @@ class DecoratorTest(ClientTest, unittest.TestCase):
         def mixed():
             miniray.progress(1, 1, {"loss": 0.5, "note": "text"})
             miniray.progress("not a step")  # logged, not raised
+            miniray.progress(-1)  # the ingest would refuse it
 
         with self.assertLogs("miniray", level="WARNING") as logs:
             mixed()
         self.assertTrue(any("note" in m for m in logs.output), logs.output)
+        self.assertTrue(any("step -1 is negative" in m for m in logs.output), logs.output)
         prog = [e for e in self.flushed() if e["event_type"] == "task_progress"]
         self.assertEqual(len(prog), 1)
         self.assertEqual(prog[0]["data"]["metrics"], {"loss": 0.5})
