@@ -171,7 +171,7 @@ func (c *natsCluster) live() []*natsNode {
 }
 
 // waitHealthy waits until every running node says, on its monitoring port, that
-// JetStream is healthy: a meta leader is known and its streams are current.
+// JetStream is healthy, and then until the cluster's JetStream API answers.
 func (c *natsCluster) waitHealthy(timeout time.Duration) {
 	c.t.Helper()
 	for _, n := range c.live() {
@@ -183,6 +183,16 @@ func (c *natsCluster) waitHealthy(timeout time.Duration) {
 			return err
 		})
 	}
+
+	// A node can say it is healthy while the API has no responder yet: a restore
+	// right then failed with "no responders available for request".
+	js := c.connect()
+	eventually(c.t, "the cluster's JetStream API", timeout, func() error {
+		ctx, cancel := context.WithTimeout(c.t.Context(), 2*time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
 }
 
 // connect returns a JetStream context on the cluster as the admin, closed by the

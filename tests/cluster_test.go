@@ -20,9 +20,13 @@ import (
 // of the stream, a dashboard and jobs, all given the three nodes' URLs. A node is
 // killed with SIGKILL while the jobs run and restarted later; nothing may be lost.
 
+// The jobs run for clusterSteps times clusterEvery, 8 seconds: long enough that the
+// dashboard sees them running past a tenth of their steps on a loaded machine,
+// before a node is killed.
 const (
 	clusterJobs  = 3
 	clusterSteps = 2000
+	clusterEvery = "4ms"
 )
 
 // TestClusterFollowerKilled kills a node that does not lead the event stream,
@@ -118,7 +122,7 @@ func failover(t *testing.T, s *clusterSystem, what string,
 	for i := range jobs {
 		names[i] = fmt.Sprintf("cluster-job-%d", i+1)
 		jobs[i] = start(t, "jobber", s.jobEnv(), "--name", names[i],
-			"--steps", fmt.Sprint(clusterSteps), "--every", "2ms")
+			"--steps", fmt.Sprint(clusterSteps), "--every", clusterEvery)
 	}
 	ids := s.waitJobsPast(names, clusterSteps/10)
 
