@@ -68,7 +68,7 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 			"every event")
 		defer srv.Shutdown()
 		url = srv.ClientURL()
-		opts = []nats.Option{nats.InProcessServer(srv.NATS())}
+		opts = srv.InProcess()
 		if p := cfg.server.Passwords; p.Enabled() {
 			opts = append(opts, nats.UserInfo(events.UserAdmin, p.Admin))
 		}

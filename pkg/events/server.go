@@ -1,7 +1,9 @@
 package events
 
 import (
+	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // ServerConfig configures an embedded NATS server.
@@ -33,8 +36,8 @@ type ServerConfig struct {
 	// Passwords turn on authentication with miniray's roles when any is set; see
 	// [Passwords]. None keeps the server open to every client, as by default.
 	Passwords Passwords
-	// TLS, when set, makes clients connect over TLS; in-process connections are
-	// exempt, as the server allows.
+	// TLS, when set, makes clients connect over TLS, in-process ones too: see
+	// [Server.InProcess].
 	TLS *tls.Config
 }
 
@@ -46,6 +49,7 @@ var ErrDataDirLocked = errors.New("data directory is in use by another process")
 type Server struct {
 	ns   *server.Server
 	lock *os.File
+	tls  *tls.Config
 }
 
 // StartServer starts an embedded NATS server with JetStream and waits until it
@@ -137,7 +141,38 @@ func StartServer(c ServerConfig) (*Server, error) {
 		lock.Close()
 		return nil, fmt.Errorf("start jetstream: %s", msg)
 	}
-	return &Server{ns: ns, lock: lock}, nil
+	return &Server{ns: ns, lock: lock, tls: c.TLS}, nil
+}
+
+// InProcess returns the options of a connection to the server from this process,
+// which takes no network path. With TLS the server still asks for a handshake; the
+// connection then trusts exactly the server's own certificate, whatever signed it
+// and whatever names it holds, as a connection to itself can.
+func (s *Server) InProcess() []nats.Option {
+	opts := []nats.Option{nats.InProcessServer(s.ns)}
+	if s.tls != nil {
+		opts = append(opts, nats.Secure(pinned(s.tls.Certificates)))
+	}
+	return opts
+}
+
+// pinned returns a client TLS configuration that accepts only a server presenting
+// one of certs.
+func pinned(certs []tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain and the name are not what is checked: the certificate itself is,
+		// by VerifyPeerCertificate.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			for _, c := range certs {
+				if len(raw) > 0 && len(c.Certificate) > 0 && bytes.Equal(raw[0], c.Certificate[0]) {
+					return nil
+				}
+			}
+			return errors.New("the server's certificate is not the one it was given")
+		},
+	}
 }
 
 // ClientURL returns the URL that clients in other processes connect to.
