@@ -103,6 +103,9 @@ type Client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	ownsConn bool
+	// connErrs holds the errors of failed attempts to connect, which a connection
+	// that is retrying does not keep: a refused login is told apart by them.
+	connErrs *connErrors
 	cfg      clientConfig
 	log      *slog.Logger
 
@@ -171,8 +174,10 @@ func Connect(url string, opts ...ClientOption) (*Client, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	connErrs := &connErrors{}
 	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name("miniray-job"),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { connErrs.set(err) }),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
@@ -192,7 +197,29 @@ func Connect(url string, opts ...ClientOption) (*Client, error) {
 		return nil, err
 	}
 	c.ownsConn = true
+	c.connErrs = connErrs
 	return c, nil
+}
+
+// connErrors keeps the latest error of a failed attempt to connect.
+type connErrors struct {
+	mu   sync.Mutex
+	last error
+}
+
+func (e *connErrors) set(err error) {
+	e.mu.Lock()
+	e.last = err
+	e.mu.Unlock()
+}
+
+func (e *connErrors) get() error {
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.last
 }
 
 // NewClient returns a client that publishes over a connection the caller built and
@@ -487,6 +514,7 @@ func (c *Client) Close(ctx context.Context) error {
 			" was full and the spool could not be written", n))
 	}
 	if n := c.spooled.Load(); n > 0 {
+		c.noteRefused()
 		c.log.Warn("events left in the spool, to be sent by the next job or the collector",
 			"events", n, "file", c.spool.path)
 	}

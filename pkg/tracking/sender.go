@@ -105,6 +105,7 @@ func (c *Client) step(s *sendState) (progressed bool, wait time.Duration) {
 		c.setOffline(false)
 	}
 	if !connected(c.nc) {
+		c.noteRefused() // at once: a short job may end before it would wait below
 		if c.copyWindow(s) > 0 || c.spill(0) > 0 {
 			return true, 0
 		}
@@ -581,6 +582,9 @@ func (c *Client) setOffline(off bool) {
 // away by waiting: the job's owner has to fix the credentials.
 func (c *Client) noteRefused() {
 	err := c.nc.LastError()
+	if err == nil {
+		err = c.connErrs.get() // a connection that retries forgets its first error
+	}
 	if err == nil || !isAuthError(err) || c.warned.refused.Swap(true) {
 		return
 	}
