@@ -108,7 +108,7 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 		// MINIRAY_NATS_URL is exported for them) means the embedded server.
 		s.natsURL = ""
 	}
-	s.web.open = vals.CheckBind("http", s.http, s.web.token != "")
+	s.web.open = vals.CheckBind("http", s.http, s.web.token != "", "ingest_token")
 	if s.natsURL != "" {
 		checkExternal(vals, s.server)
 	}
@@ -147,7 +147,8 @@ func checkEmbedded(vals *config.Values, c events.ServerConfig) {
 		vals.Fail("nats_admin_password", "looks like a bcrypt hash; the collector needs the"+
 			" password itself to connect")
 	}
-	vals.CheckBind("nats_listen", c.Listen, c.Passwords.Enabled())
+	vals.CheckBind("nats_listen", c.Listen, c.Passwords.Enabled(),
+		"the nats_*_password settings")
 }
 
 // checkExternal refuses the embedded server's security settings when nats_url

@@ -51,7 +51,7 @@ func loadConfig(args []string, stderr io.Writer) (settingsValues, error) {
 		vals:    vals,
 		log:     vals.Logger(stderr),
 	}
-	s.open = vals.CheckBind("http", s.http, s.token != "")
+	s.open = vals.CheckBind("http", s.http, s.token != "", "http_token")
 	if s.natsURL == "" {
 		vals.Fail("nats_url", "must not be empty")
 	}

@@ -130,15 +130,16 @@ func CertPool(file string) (*x509.CertPool, error) {
 var ErrInsecureBind = errors.New("listening beyond loopback without authentication")
 
 // CheckBind fails key when addr is not a loopback address, the listener has no
-// authentication and allow_insecure_bind is not set. It returns whether the
-// listener is open: reachable without authentication.
-func (vals *Values) CheckBind(key, addr string, authenticated bool) (open bool) {
+// authentication and allow_insecure_bind is not set; auth names the settings that
+// would give it some. It returns whether the listener is open: reachable without
+// authentication.
+func (vals *Values) CheckBind(key, addr string, authenticated bool, auth string) (open bool) {
 	if authenticated {
 		return false
 	}
 	if !Loopback(addr) && !vals.Bool("allow_insecure_bind") {
-		vals.fail(key, fmt.Errorf("%w: %s; set a token, listen on 127.0.0.1, or set"+
-			" allow_insecure_bind", ErrInsecureBind, addr))
+		vals.fail(key, fmt.Errorf("%w: %s; set %s, listen on 127.0.0.1, or set"+
+			" allow_insecure_bind", ErrInsecureBind, addr, auth))
 	}
 	return true
 }
