@@ -170,12 +170,14 @@ func checkExternal(vals *config.Values, c events.ServerConfig) {
 // syncInterval reads sync_interval: a positive duration, or "always", which the
 // server config takes as a negative interval.
 func syncInterval(vals *config.Values) time.Duration {
-	if vals.String("sync_interval") == "always" {
+	s := vals.String("sync_interval")
+	if s == "always" {
 		return -1
 	}
-	d := vals.Duration("sync_interval")
-	if d <= 0 {
-		vals.Fail("sync_interval", "%s: want a positive duration or \"always\"", d)
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		vals.Fail("sync_interval", "%q: want a positive duration such as 1s, or \"always\"", s)
+		return 0
 	}
 	return d
 }

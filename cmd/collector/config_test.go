@@ -25,6 +25,10 @@ func TestSyncIntervalAlways(t *testing.T) {
 	if err != nil || cfg.server.SyncInterval >= 0 {
 		t.Fatalf("got %v %v, want a negative interval", cfg.server.SyncInterval, err)
 	}
+	if _, err := loadConfig([]string{"--sync-interval", "soon"}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), `"always"`) {
+		t.Errorf("sync_interval soon: got %v, want an error that offers always", err)
+	}
 	if _, err := loadConfig([]string{"--sync-interval", "0s"}, io.Discard); err == nil {
 		t.Fatal("sync interval 0s accepted")
 	}

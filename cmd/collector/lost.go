@@ -68,7 +68,7 @@ func (w *watchdog) check(ctx context.Context) {
 		if w.published != nil {
 			w.published.Inc()
 		}
-		w.log.Info("task lost", "task_id", s.TaskID, "name", s.Name,
+		w.log.Info("task lost", "task_id", s.TaskID, "name", events.Truncate(s.Name, 200),
 			"last_seen", events.FormatTime(events.FromUnixSeconds(s.LastSeenAt)))
 	}
 }

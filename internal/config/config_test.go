@@ -108,3 +108,15 @@ func TestErrorsNameTheKey(t *testing.T) {
 		})
 	}
 }
+
+func TestJSONLogsWriteDurationsAsText(t *testing.T) {
+	vals, err := Load("test", []string{"--log-format", "json"}, testSettings, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	vals.Logger(&out).Info("waiting", "after", 30*time.Second)
+	if !strings.Contains(out.String(), `"after":"30s"`) {
+		t.Fatalf("got %s, want the duration as 30s", out.String())
+	}
+}

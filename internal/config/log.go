@@ -19,7 +19,7 @@ func (vals *Values) Logger(w io.Writer) *slog.Logger {
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		vals.fail("log_level", fmt.Errorf("%q: want debug, info, warn or error", level))
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: readableDuration}
 	switch format := vals.String("log_format"); format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts))
@@ -29,4 +29,13 @@ func (vals *Values) Logger(w io.Writer) *slog.Logger {
 		vals.fail("log_format", fmt.Errorf("%q: want text or json", format))
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+}
+
+// readableDuration writes durations as text such as "30s": the JSON handler would
+// write nanoseconds, which nobody reads at a glance.
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
