@@ -270,3 +270,23 @@ func TestGetJSONMatchesGet(t *testing.T) {
 		t.Fatalf("GetJSON differs from Get:\n%s\n%s", viaGet, viaJSON)
 	}
 }
+
+func TestTotalKeptByAReportWithout(t *testing.T) {
+	step := func(n int64) *int64 { return &n }
+	withTotal := events.New(events.TaskProgress, "t1", events.TypeTraining, "n",
+		events.Data{Step: step(1), Total: step(10)})
+	withTotal.Timestamp = 1_700_000_001
+	without := events.New(events.TaskProgress, "t1", events.TypeTraining, "n",
+		events.Data{Step: step(2)})
+	without.Timestamp = 1_700_000_002
+
+	for _, order := range [][]events.Event{{withTotal, without}, {without, withTotal}} {
+		p := New(nil)
+		applyAll(p, order)
+		task, _ := p.Get("t1")
+		if task.Progress != (Progress{Step: 2, Total: 10}) {
+			t.Fatalf("applied %s then %s: progress %+v, want step 2 of 10",
+				order[0].EventID, order[1].EventID, task.Progress)
+		}
+	}
+}

@@ -128,6 +128,7 @@ type task struct {
 
 	progress    Progress
 	progressOff uint32 // the latest progress event with a step
+	totalOff    uint32 // the latest progress event with a total
 	firstSub    uint32 // the first submission, of any attempt
 	created     float64
 	updated     float64
@@ -187,7 +188,7 @@ const attemptErrorLen = 512
 
 func newTask(e *events.Event, num uint32) *task {
 	return &task{id: e.TaskID, tt: e.TaskType, name: e.Name, status: Pending, num: num,
-		progressOff: noRef, firstSub: noRef}
+		progressOff: noRef, totalOff: noRef, firstSub: noRef}
 }
 
 // scratch is memory that the fold reuses from one event to the next; the
@@ -278,6 +279,7 @@ func (t *task) shift(off, n uint32) {
 		}
 	}
 	move(&t.progressOff)
+	move(&t.totalOff)
 	move(&t.firstSub)
 	for i := range t.metrics {
 		move(&t.metrics[i].off)
@@ -362,12 +364,15 @@ func (t *task) applyAttempt(e *events.Event, a *attemptState, off uint32) {
 
 func (t *task) applyProgress(e *events.Event, off uint32) {
 	d := &e.Data
+	// The step and the total are folded apart: a report without a total keeps the
+	// latest one reported, whichever arrived first.
 	if d.Step != nil && t.hist.after(e.Timestamp, e.EventID, t.progressOff) {
 		t.progressOff = off
 		t.progress.Step = *d.Step
-		if d.Total != nil {
-			t.progress.Total = *d.Total
-		}
+	}
+	if d.Total != nil && t.hist.after(e.Timestamp, e.EventID, t.totalOff) {
+		t.totalOff = off
+		t.progress.Total = *d.Total
 	}
 	for k, v := range d.Metrics {
 		i, found := t.findMetric(k)
