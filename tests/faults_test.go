@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/miniray/miniray/internal/natstest"
 	"github.com/miniray/miniray/pkg/events"
 	"github.com/miniray/miniray/pkg/projection"
 )
@@ -550,21 +551,21 @@ func TestCutOffJobComesBack(t *testing.T) {
 	s.startDashboard()
 	d := s.dash()
 
-	px := startProxy(t, s.natsAddr)
-	env := []string{"MINIRAY_NATS_URL=nats://" + px.addr(), "MINIRAY_SPOOL_DIR=" + s.spoolDir,
+	px := natstest.StartProxy(t, s.natsAddr)
+	env := []string{"MINIRAY_NATS_URL=nats://" + px.Addr(), "MINIRAY_SPOOL_DIR=" + s.spoolDir,
 		"MINIRAY_HEARTBEAT_INTERVAL=200ms"}
 	job := start(t, "jobber", env, "--steps", fmt.Sprint(steps), "--every", "5ms", "--name", id,
 		"--task-id", id)
 	d.waitTask(id, "running", 30*time.Second, runningPast(100))
 
-	px.cutOff()
+	px.Cut()
 	cutAt := time.Now()
 	lost := d.waitTask(id, "lost while cut off", 30*time.Second, hasStatus(projection.Lost))
 	time.Sleep(time.Until(cutAt.Add(cutFor))) // keep the partition up for its full length
 	if job.exited() {
 		t.Fatal("the job ended while cut off; the test cannot see it come back")
 	}
-	px.restore()
+	px.Restore()
 
 	d.waitTask(id, "running again", 30*time.Second, func(task projection.Task) error {
 		if task.Status != projection.Running || task.Progress.Step <= lost.Progress.Step {

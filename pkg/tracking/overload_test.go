@@ -109,15 +109,15 @@ func TestReportWaitIsBounded(t *testing.T) {
 			}
 			var (
 				c     *tracking.Client
-				proxy *stallProxy
+				proxy *natstest.Proxy
 				err   error
 			)
 			if tc.frozen {
-				proxy = startStallProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+				proxy = natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
 				// As tracking.Connect does: nats.go's default of a minute would hold the
 				// end of the test that long on a window that the frozen proxy does not
 				// take in.
-				nc, err := nats.Connect("nats://"+proxy.addr(), nats.MaxReconnects(-1),
+				nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1),
 					nats.FlusherTimeout(5*time.Second))
 				if err != nil {
 					t.Fatal(err)
@@ -126,7 +126,7 @@ func TestReportWaitIsBounded(t *testing.T) {
 				if c, err = tracking.NewClient(nc, opts...); err != nil {
 					t.Fatal(err)
 				}
-				proxy.freeze()
+				proxy.Freeze()
 			} else if c, err = tracking.Connect("nats://"+freeAddr(t), opts...); err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +184,7 @@ func TestReportWaitIsBounded(t *testing.T) {
 				}
 				return
 			}
-			proxy.thaw()
+			proxy.Thaw()
 			if err := c.Close(ctx); err != nil {
 				t.Fatalf("close: %v", err)
 			}
@@ -285,104 +285,4 @@ func freeAddr(tb testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// stallProxy forwards TCP connections to a target and can freeze them: a frozen
-// proxy keeps every connection open but passes no byte either way, like a server
-// that is up but does not answer, until thaw.
-type stallProxy struct {
-	ln     net.Listener
-	target string
-
-	mu     sync.Mutex
-	frozen bool
-	thawed chan struct{} // closed while bytes flow
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func startStallProxy(tb testing.TB, target string) *stallProxy {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &stallProxy{ln: ln, target: target, thawed: make(chan struct{})}
-	close(p.thawed)
-	p.wg.Go(p.accept)
-	tb.Cleanup(func() {
-		ln.Close()
-		p.thaw()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *stallProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *stallProxy) freeze() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.frozen {
-		p.frozen = true
-		p.thawed = make(chan struct{})
-	}
-}
-
-func (p *stallProxy) thaw() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.frozen {
-		p.frozen = false
-		close(p.thawed)
-	}
-}
-
-func (p *stallProxy) gate() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.thawed
-}
-
-func (p *stallProxy) accept() {
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			client.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, client, server)
-		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(server, client) })
-		p.wg.Go(func() { p.pipe(client, server) })
-	}
-}
-
-// pipe copies src to dst, holding each chunk while the proxy is frozen.
-func (p *stallProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			<-p.gate()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }

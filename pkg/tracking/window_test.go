@@ -2,11 +2,8 @@ package tracking
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,7 +23,7 @@ import (
 func TestFailedPublishesInAWindowAreSentAgain(t *testing.T) {
 	const rounds, perRound, id = 5, 20_000, "cut-mid-window"
 	s := natstest.Start(t)
-	proxy := startCutProxy(t, s.ClientURL())
+	proxy := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
 	logger, resends := countLogs(t, "publishes failed, sending them again")
 	nc := connectVia(t, proxy)
 	c, err := NewClient(nc, WithLogger(logger), WithSpoolDir(t.TempDir()), WithHeartbeat(0))
@@ -91,7 +88,7 @@ func TestFailedPublishesInAWindowAreSentAgain(t *testing.T) {
 func TestWindowGoesToTheSpoolWhileNATSIsAway(t *testing.T) {
 	const before, after, id = 40_000, 10_000, "away-mid-window"
 	s := natstest.Start(t)
-	proxy := startCutProxy(t, s.ClientURL())
+	proxy := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
 	logger, _ := countLogs(t, "")
 	nc := connectVia(t, proxy)
 	dir := t.TempDir()
@@ -115,7 +112,7 @@ func TestWindowGoesToTheSpoolWhileNATSIsAway(t *testing.T) {
 			}
 			if step == before {
 				inFlight = waitInFlight(c)
-				proxy.cut(true)
+				proxy.Cut()
 			}
 		}
 		return 0, nil
@@ -163,7 +160,7 @@ func TestWindowGoesToTheSpoolWhileNATSIsAway(t *testing.T) {
 	}
 
 	// The next job on the machine, with NATS back.
-	proxy.cut(false)
+	proxy.Restore()
 	if _, err := DrainSpool(ctx, s.JS, dir, logger); err != nil {
 		t.Fatal(err)
 	}
@@ -173,10 +170,10 @@ func TestWindowGoesToTheSpoolWhileNATSIsAway(t *testing.T) {
 
 // cutInFlight cuts the proxy's connections once publishes are in flight, and reports
 // whether some still were when it did.
-func cutInFlight(c *Client, p *cutProxy) bool {
+func cutInFlight(c *Client, p *natstest.Proxy) bool {
 	waitInFlight(c)
 	n := c.inflight.Load()
-	p.cut(false)
+	p.Drop()
 	return n > 0
 }
 
@@ -235,9 +232,9 @@ func checkProjection(t *testing.T, evs []events.Event, id string, steps int) {
 }
 
 // connectVia connects to NATS through the proxy, reconnecting quickly after a cut.
-func connectVia(t *testing.T, p *cutProxy) *nats.Conn {
+func connectVia(t *testing.T, p *natstest.Proxy) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect("nats://"+p.addr(), nats.MaxReconnects(-1),
+	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1),
 		nats.ReconnectWait(20*time.Millisecond), nats.FlusherTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -274,77 +271,4 @@ func (c *counter) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (c *counter) WithGroup(name string) slog.Handler {
 	return &counter{Handler: c.Handler.WithGroup(name), prefix: c.prefix, n: c.n}
-}
-
-// cutProxy forwards TCP connections to a NATS server and can cut them all, as a
-// network that drops them does, and refuse new ones until told otherwise.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func startCutProxy(tb testing.TB, url string) *cutProxy {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: strings.TrimPrefix(url, "nats://")}
-	p.wg.Go(p.accept)
-	tb.Cleanup(func() {
-		ln.Close()
-		p.cut(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *cutProxy) addr() string { return p.ln.Addr().String() }
-
-// cut closes every connection; with down, new ones are refused until the next cut
-// without it.
-func (p *cutProxy) cut(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *cutProxy) accept() {
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			client.Close()
-			continue
-		}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			client.Close()
-			continue
-		}
-		p.conns = append(p.conns, client, server)
-		p.mu.Unlock()
-		p.wg.Go(func() { pipe(server, client) })
-		p.wg.Go(func() { pipe(client, server) })
-	}
-}
-
-func pipe(dst, src net.Conn) {
-	io.Copy(dst, src)
-	dst.Close()
-	src.Close()
 }
