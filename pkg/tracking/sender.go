@@ -105,7 +105,6 @@ func (c *Client) step(s *sendState) (progressed bool, wait time.Duration) {
 		c.setOffline(false)
 	}
 	if !connected(c.nc) {
-		c.noteRefused() // at once: a short job may end before it would wait below
 		if c.copyWindow(s) > 0 || c.spill(0) > 0 {
 			return true, 0
 		}

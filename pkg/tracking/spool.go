@@ -159,11 +159,6 @@ func (s *spoolFile) nextExtent() (extent, bool) {
 	return s.extents[s.nread-1], true
 }
 
-// unread reports whether the file holds an extent that the sender has not read.
-func (s *spoolFile) unread() bool {
-	return s.nread < len(s.extents)
-}
-
 // readExtent reads the records of e. It needs no lock: an extent does not change
 // once written, and the file is emptied only when every extent was acknowledged.
 func (s *spoolFile) readExtent(e extent) ([]byte, error) {
